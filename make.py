@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""The course's commands. Each sets up ./.venv itself (from requirements.txt) on first use.
+
+    python3 make.py book      build the book into _build/html (prints the path)
+    python3 make.py test      run every test: optlib unit tests, nbval, notebook checks, book build
+    python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
+    python3 make.py colab-cell               write the Colab set-up cell into every chapter
+    python3 make.py lock                     refresh requirements.txt from the current .venv
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import time
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
+PY = BIN / "python"
+STAMP = VENV / ".installed-from"
+NOTEBOOK_DIRS = ("chapters", "solutions")
+
+
+def _say(msg: str) -> None:
+    print(f"[make.py] {msg}", flush=True)
+
+
+def _run(*cmd, **kwargs) -> None:
+    result = subprocess.run([str(c) for c in cmd], cwd=ROOT, **kwargs)
+    if result.returncode:
+        sys.exit(result.returncode)
+
+
+def ensure_env() -> None:
+    """Create .venv and install the pinned requirements and optlib, unless already done for these files."""
+    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
+        return
+    start = time.perf_counter()
+    if not PY.exists():
+        _say(f"creating virtual environment {VENV}")
+        venv.create(VENV, with_pip=True)
+    _say("installing requirements.txt and optlib (first run only, about 2 minutes)")
+    _run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.txt")
+    _run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-e", ".")
+    STAMP.write_text(digest)
+    _say(f"environment ready in {time.perf_counter() - start:.0f} s")
+
+
+def book(args) -> None:
+    ensure_env()
+    _run(BIN / "jupyter-book", "build", ".", "-W", "-n", "--keep-going", *args)
+    _say(f"book built: {ROOT / '_build' / 'html' / 'index.html'}")
+
+
+def test(args) -> None:
+    ensure_env()
+    start = time.perf_counter()
+    result = subprocess.run([str(PY), "-m", "pytest", "-n", "2", "--dist", "loadfile", *args], cwd=ROOT)
+    _say(f"tests finished in {time.perf_counter() - start:.0f} s")
+    sys.exit(result.returncode)
+
+
+def execute(args) -> None:
+    ensure_env()
+    paths = args or sorted(str(p.relative_to(ROOT)) for d in NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
+    _run(PY, "-m", "tools.execute", *paths)
+
+
+def colab_cell(args) -> None:
+    ensure_env()
+    _run(PY, "-m", "tools.colab", *args)
+
+
+def lock(args) -> None:
+    ensure_env()
+    frozen = subprocess.run([str(PY), "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True,
+                            check=True).stdout.splitlines()
+    frozen = [line.replace("+cpu", "") for line in frozen if not line.startswith("optlib")]
+    header = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("#")]
+    (ROOT / "requirements.txt").write_text("\n".join(header + frozen) + "\n")
+    _say(f"requirements.txt: {len(frozen)} pins")
+
+
+COMMANDS = {"book": book, "test": test, "execute": execute, "colab-cell": colab_cell, "lock": lock}
+
+if __name__ == "__main__":
+    if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:
+        print(__doc__)
+        sys.exit(2)
+    COMMANDS[sys.argv[1]](sys.argv[2:])

@@ -1,0 +1,20 @@
+"""Optimizers: every one a ``torch.optim.Optimizer`` subclass, so the book swaps methods in one line.
+
+``OPTIMIZERS`` maps the names used by the book's widgets to factories ``(params, lr) -> Optimizer``.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+from optlib.optim.newton import Newton
+from optlib.optim.sgd import SGD
+
+OPTIMIZERS = {
+    "GD": SGD,
+    "momentum (rho=0.9)": partial(SGD, momentum=0.9),
+    "Nesterov (rho=0.9)": partial(SGD, momentum=0.9, nesterov=True),
+    "Newton": Newton,
+    "saddle-free Newton": partial(Newton, mode="saddle_free", damping=1e-3),
+}
+
+__all__ = ["OPTIMIZERS", "Newton", "SGD"]

@@ -1,0 +1,65 @@
+r"""Stochastic gradient descent, with optional heavy-ball or Nesterov momentum and L2 weight decay."""
+from __future__ import annotations
+
+import torch
+from torch.optim import Optimizer
+
+from optlib import _validate
+
+
+def sgd_update(param: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor | None, *, lr: float,
+               momentum: float, dampening: float, nesterov: bool, weight_decay: float) -> torch.Tensor | None:
+    """One SGD step on ``param`` in place; returns the (new) velocity buffer, or None without momentum."""
+    if weight_decay:
+        grad = grad.add(param, alpha=weight_decay)
+    if momentum:
+        if velocity is None:
+            velocity = grad.detach().clone()
+        else:
+            velocity.mul_(momentum).add_(grad, alpha=1 - dampening)
+        grad = grad.add(velocity, alpha=momentum) if nesterov else velocity
+    param.add_(grad, alpha=-lr)
+    return velocity
+
+
+class SGD(Optimizer):
+    r"""Gradient descent on minibatch gradients g_t = ∇L_B(x_t).
+
+    .. math::
+        g_t &\leftarrow g_t + \lambda x_t                         &\text{(weight decay } \lambda\text{)}\\
+        v_{t+1} &= \rho v_t + (1-\tau) g_t,\quad v_1 = g_0       &\text{(momentum } \rho\text{, dampening } \tau\text{)}\\
+        x_{t+1} &= x_t - \alpha\,(g_t + \rho v_{t+1}) \text{ if Nesterov, else } x_t - \alpha v_{t+1}
+
+    With ``momentum=0`` this is plain (minibatch) gradient descent x ← x − α g. The iterates
+    are those of ``torch.optim.SGD`` with the same arguments.
+    """
+
+    def __init__(self, params, lr: float = 1e-2, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False):
+        _validate.at_least("lr", lr, 0.0)
+        _validate.in_range("momentum", momentum, 0.0, 1.0)
+        _validate.in_range("dampening", dampening, 0.0, 1.0, high_inclusive=True)
+        _validate.at_least("weight_decay", weight_decay, 0.0)
+        if nesterov and (momentum <= 0 or dampening != 0):
+            raise ValueError("nesterov requires momentum > 0 and dampening = 0, "
+                             f"got momentum={momentum}, dampening={dampening}")
+        defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
+                        nesterov=nesterov)
+        super().__init__(params, defaults)
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            hyper = {k: group[k] for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")}
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                velocity = sgd_update(p, p.grad, state.get("momentum_buffer"), **hyper)
+                if velocity is not None:
+                    state["momentum_buffer"] = velocity
+        return loss

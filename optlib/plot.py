@@ -1,0 +1,210 @@
+"""Every figure of the book: contours with optimizer paths, loss curves, lines, histograms, images.
+
+Each function draws on ``ax`` (or a new figure) and returns the axes, so cells can combine them.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+
+BOOK_STYLE = {
+    "figure.figsize": (6.4, 4.0),
+    "figure.dpi": 100,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "legend.frameon": False,
+    "font.size": 10,
+    "image.cmap": "viridis",
+}
+
+
+def use_book_style() -> None:
+    """Apply the book's matplotlib defaults (done once when this module is imported)."""
+    plt.rcParams.update(BOOK_STYLE)
+
+
+use_book_style()
+
+
+def subplots(ncols: int = 1, nrows: int = 1, *, width: float | None = None, height: float | None = None, **kwargs):
+    """``plt.subplots`` sized for the book page: about 4.5 inches wide per panel, up to 13."""
+    width = width or min(4.5 * ncols, 13.0)
+    height = height or 3.6 * nrows
+    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
+    return fig, axes
+
+
+def _axes(ax, **kwargs):
+    return ax if ax is not None else subplots(**kwargs)[1]
+
+
+def _as_path(p) -> np.ndarray:
+    from optlib.run import Trace
+
+    if isinstance(p, Trace):
+        return p.path()
+    return np.asarray(torch.as_tensor(p).detach().cpu(), dtype=float)
+
+
+def _labelled(items) -> list[tuple[str, object]]:
+    """Accept ``{label: item}`` or a sequence of items that have a ``name``."""
+    if items is None:
+        return []
+    if isinstance(items, Mapping):
+        return list(items.items())
+    if not isinstance(items, Sequence) or isinstance(items, (str, np.ndarray, torch.Tensor)):
+        items = [items]
+    return [(getattr(item, "name", f"run {i}"), item) for i, item in enumerate(items)]
+
+
+def grid_values(fn, bounds=None, resolution: int = 200):
+    """Evaluate a 2-D function on a ``resolution``² grid; returns ``(X, Y, Z)`` arrays."""
+    bounds = bounds or fn.bounds
+    xs = torch.linspace(*bounds[0], resolution, dtype=torch.float64)
+    ys = torch.linspace(*bounds[1], resolution, dtype=torch.float64)
+    X, Y = torch.meshgrid(xs, ys, indexing="xy")
+    with torch.no_grad():
+        Z = fn(torch.stack([X, Y], -1))
+    return X.numpy(), Y.numpy(), Z.numpy()
+
+
+def contour(fn, *, ax=None, bounds=None, levels: int = 30, resolution: int = 200, paths=None,
+            mark_critical: bool = True, title: str | None = None, filled: bool = True):
+    """Contour plot of a 2-D test function, with optimizer paths (Traces or (k, 2) arrays) on top.
+
+    Steep functions (``fn.log_levels``) get log-spaced levels above their minimum value.
+    """
+    if getattr(fn, "dim", 2) != 2:
+        raise ValueError(f"contour needs a 2-D function, got dim={fn.dim}")
+    ax = _axes(ax)
+    X, Y, Z = grid_values(fn, bounds, resolution)
+    if getattr(fn, "log_levels", False):
+        floor = fn.min_value if fn.min_value is not None else Z.min()
+        gap = Z - floor
+        lv = np.logspace(np.log10(max(gap.min(), 1e-3) + 1e-3), np.log10(gap.max()), levels) + floor
+    else:
+        lv = np.linspace(Z.min(), Z.max(), levels)
+    (ax.contourf if filled else ax.contour)(X, Y, Z, levels=lv, cmap="viridis", alpha=0.75 if filled else 1.0)
+    if filled:
+        ax.contour(X, Y, Z, levels=lv, colors="k", linewidths=0.3, alpha=0.5)
+    if mark_critical:
+        for pts, marker, label in ((getattr(fn, "minima", None), "*", "minimum"),
+                                   (getattr(fn, "saddles", None), "X", "saddle")):
+            if pts is not None and len(pts):
+                ax.scatter(pts[:, 0], pts[:, 1], marker=marker, s=140, c="white", edgecolors="k", zorder=5, label=label)
+    for label, path in _labelled(paths):
+        xy = _as_path(path)
+        ax.plot(xy[:, 0], xy[:, 1], "-o", ms=2.5, lw=1.3, label=label, zorder=4)
+        ax.scatter(xy[:1, 0], xy[:1, 1], c="k", s=25, zorder=6)
+    b = bounds or fn.bounds
+    ax.set(xlim=b[0], ylim=b[1], xlabel="$x_1$", ylabel="$x_2$", title=title or getattr(fn, "name", ""))
+    ax.grid(False)
+    if paths is not None or mark_critical:
+        ax.legend(loc="upper right", fontsize=8, frameon=True)
+    return ax
+
+
+def surface(fn, *, ax=None, bounds=None, resolution: int = 80, path=None, elev: float = 30, azim: float = -60,
+            title: str | None = None):
+    """3-D surface of a 2-D function, optionally with a path drawn on it."""
+    if ax is None:
+        fig = plt.figure(figsize=(5.5, 4.2), layout="constrained")
+        ax = fig.add_subplot(projection="3d")
+    X, Y, Z = grid_values(fn, bounds, resolution)
+    ax.plot_surface(X, Y, Z, cmap="viridis", alpha=0.85, linewidth=0)
+    if path is not None:
+        xy = _as_path(path)
+        with torch.no_grad():
+            z = fn(torch.as_tensor(xy)).numpy()
+        ax.plot(xy[:, 0], xy[:, 1], z, "r-o", ms=2, zorder=10)
+    ax.view_init(elev=elev, azim=azim)
+    ax.set(xlabel="$x_1$", ylabel="$x_2$", zlabel="f", title=title or getattr(fn, "name", ""))
+    return ax
+
+
+def loss_curves(traces, *, ax=None, key: str = "loss", x: str = "step", logy: bool = True, logx: bool = False,
+                optimum: float | None = None, title: str | None = None, ylabel: str | None = None):
+    """Plot ``trace.<key>`` (loss, grad_norm, lr) against step or wall time for each trace.
+
+    ``optimum`` subtracts a known minimum so a log axis shows f − f* (the convergence rate).
+    Non-finite values (a diverged run) are left out of the line.
+    """
+    if x not in ("step", "time"):
+        raise ValueError(f"x must be 'step' or 'time', got {x!r}")
+    ax = _axes(ax)
+    for label, trace in _labelled(traces):
+        y = np.asarray(getattr(trace, key), dtype=float)
+        if optimum is not None:
+            y = y - optimum
+        xs = np.arange(len(y)) if x == "step" else np.asarray(trace.time)
+        ok = np.isfinite(y) & ((y > 0) if logy else True)
+        ax.plot(xs[ok], y[ok], label=label)
+    if logy:
+        ax.set_yscale("log")
+    if logx:
+        ax.set_xscale("log")
+    default_y = {"loss": "loss", "grad_norm": "gradient norm", "lr": "learning rate"}.get(key, key)
+    if optimum is not None and key == "loss":
+        default_y = "f(x) − f*"
+    ax.set(xlabel="step" if x == "step" else "seconds", ylabel=ylabel or default_y, title=title)
+    ax.legend()
+    return ax
+
+
+def lines(x, ys, *, ax=None, logx: bool = False, logy: bool = False, xlabel: str = "", ylabel: str = "",
+          title: str | None = None, marker: str | None = None, legend: bool = True):
+    """Generic line plot of ``ys`` (``{label: values}`` or one array) against ``x``."""
+    ax = _axes(ax)
+    items = ys.items() if isinstance(ys, Mapping) else [(None, ys)]
+    for label, y in items:
+        ax.plot(np.asarray(x), np.asarray(y, dtype=float), marker=marker, label=label)
+    if logx:
+        ax.set_xscale("log")
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    if legend and isinstance(ys, Mapping):
+        ax.legend()
+    return ax
+
+
+def histogram(values, *, ax=None, bins: int = 40, xlabel: str = "", title: str | None = None,
+              density: bool = True, logy: bool = False):
+    """Overlaid histograms of ``{label: values}`` (or one array)."""
+    ax = _axes(ax)
+    items = values.items() if isinstance(values, Mapping) else [(None, values)]
+    for label, v in items:
+        ax.hist(np.asarray(v, dtype=float).ravel(), bins=bins, density=density, alpha=0.55, label=label)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(xlabel=xlabel, ylabel="density" if density else "count", title=title)
+    if isinstance(values, Mapping):
+        ax.legend()
+    return ax
+
+
+def images(imgs, *, titles: Sequence[str] | None = None, ncols: int = 10, cmap: str = "gray",
+           scale: float = 1.1, suptitle: str | None = None):
+    """A grid of small images, e.g. digits (k, 8, 8) or a linear classifier's class templates."""
+    imgs = np.asarray(torch.as_tensor(imgs).detach().cpu(), dtype=float)
+    if imgs.ndim != 3:
+        raise ValueError(f"images expects an array of shape (k, h, w), got {imgs.shape}")
+    k = len(imgs)
+    ncols = min(ncols, k)
+    nrows = -(-k // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + (0.4 if suptitle else 0)),
+                             layout="constrained", squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < k:
+            ax.imshow(imgs[i], cmap=cmap)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=9)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return axes

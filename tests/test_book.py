@@ -1,0 +1,60 @@
+"""The book builds with zero warnings, and every chapter page has what a reader needs.
+
+Builds into a temporary folder with the same command as `python3 make.py book`
+(`jupyter-book build . -W -n --keep-going`), then reads the HTML.
+"""
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from notebook_utils import ROOT, WIDGET_STATE, toc_chapters
+from tools.colab import repository
+
+JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
+
+
+@pytest.fixture(scope="module")
+def html(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("book")
+    result = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return out / "_build" / "html"
+
+
+def test_index_and_every_chapter_are_built(html):
+    assert (html / "index.html").exists()
+    for chapter in toc_chapters():
+        assert (html / f"{chapter}.html").exists(), f"{chapter} missing from the build"
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_chapter_page_links_to_its_notebook_in_colab(html, chapter):
+    page = (html / f"{chapter}.html").read_text()
+    repo = repository()
+    slug = repo["url"].removeprefix("https://github.com/")
+    target = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/{chapter}.ipynb"
+    assert target in page, f"no Open-in-Colab link to {target}"
+
+
+@pytest.mark.parametrize("chapter", toc_chapters())
+def test_chapter_page_carries_figures_and_the_widget_default_output(html, chapter):
+    page = (html / f"{chapter}.html").read_text()
+    assert re.search(r'<img[^>]+src="\.\./_images/[^"]+\.png"', page), "static figures are missing"
+    match = re.search(r'<script type="' + re.escape(WIDGET_STATE) + r'">(.*?)</script>', page, re.S)
+    assert match, "the page carries no widget state"
+    state = json.loads(match.group(1))["state"]
+    outputs = [o for m in state.values() if m.get("model_name") == "OutputModel" for o in m["state"].get("outputs", [])]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "the widget's default figure is not in the page"
+
+
+def test_math_is_passed_to_mathjax(html):
+    pages = [(html / f"{c}.html").read_text() for c in toc_chapters()]
+    assert all("mathjax" in p.lower() for p in pages)
+    assert any(r"\(" in p or r"\[" in p for p in pages), "no inline or display math found"

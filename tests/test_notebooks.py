@@ -1,0 +1,93 @@
+"""Properties every committed notebook must have; nbval checks that its outputs reproduce.
+
+nbval passes a notebook whose cells were never executed, so these tests make sure every
+code cell of chapters/ and solutions/ was executed, in order, in one run.
+"""
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from notebook_utils import ROOT, code_cells, notebook_paths, output_models, read, shows_widget, toc_chapters
+from tools.colab import colab_cell_source, first_code_cell
+
+NOTEBOOKS = notebook_paths("chapters", "solutions")
+CHAPTERS = notebook_paths("chapters")
+ids = [str(p.relative_to(ROOT)) for p in NOTEBOOKS]
+chapter_ids = [str(p.relative_to(ROOT)) for p in CHAPTERS]
+
+
+def test_the_book_has_chapters():
+    assert len(CHAPTERS) >= 4, "chapters/ must hold the executed chapter notebooks"
+
+
+def test_toc_lists_exactly_the_chapters():
+    listed = toc_chapters()
+    on_disk = [str(p.relative_to(ROOT).with_suffix("")) for p in CHAPTERS]
+    assert listed == sorted(listed), "chapters appear in the table of contents in numeric order"
+    assert sorted(listed) == on_disk
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_notebook_is_valid_and_uses_python3_kernel(path):
+    json.loads(path.read_text())  # valid JSON
+    nb = read(path)
+    nbformat.validate(nb)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_every_code_cell_was_executed_in_order_in_one_run(path):
+    cells = code_cells(read(path))
+    assert cells, f"{path.name} has no code"
+    counts = [c.execution_count for c in cells]
+    missing = [i for i, n in enumerate(counts) if n is None]
+    assert not missing, f"{path.name}: code cells {missing} were never executed (nbval would not check them)"
+    assert counts == list(range(1, len(cells) + 1)), f"{path.name}: not executed top to bottom in one run: {counts}"
+    assert any(c.outputs for c in cells), f"{path.name} stores no outputs at all"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_errors_or_warnings_are_stored(path):
+    for i, cell in enumerate(code_cells(read(path))):
+        for out in cell.outputs:
+            assert out.output_type != "error", f"{path.name} cell {i} stores an error: {out.get('ename')}"
+            assert not (out.output_type == "stream" and out.name == "stderr"), \
+                f"{path.name} cell {i} writes to stderr: {out.text[:200]!r}"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=chapter_ids)
+def test_chapter_starts_with_the_colab_cell(path):
+    cell = first_code_cell(read(path))
+    assert cell.source == colab_cell_source(), "run `python3 make.py colab-cell` and re-execute the chapter"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=chapter_ids)
+def test_chapter_has_title_label_and_closing_sections(path):
+    nb = read(path)
+    first = nb.cells[0]
+    assert first.cell_type == "markdown" and first.source.startswith("(ch:"), "first cell: a MyST label `(ch:...)=`"
+    assert "\n# " in first.source, "first cell holds the chapter title"
+    headings = [line.strip() for c in nb.cells if c.cell_type == "markdown" for line in c.source.splitlines()]
+    for section in ("## Summary", "## Exercises", "## Interview questions"):
+        assert section in headings, f"{path.name} lacks a '{section}' section"
+
+
+@pytest.mark.parametrize("path", CHAPTERS, ids=chapter_ids)
+def test_chapter_widget_is_tagged_and_stores_its_default_figure(path):
+    nb = read(path)
+    widget_cells = [c for c in code_cells(nb) if shows_widget(c)]
+    assert widget_cells, f"{path.name} has no widget"
+    for cell in widget_cells:
+        assert "nbval-ignore-output" in cell.metadata.get("tags", []), "widget cells need the nbval-ignore-output tag"
+    figures = [o for m in output_models(nb) for o in m["state"].get("outputs", []) if "image/png" in o.get("data", {})]
+    assert len(figures) >= len(widget_cells), "each widget's default figure must be stored in the widget state"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_only_widget_cells_skip_output_comparison(path):
+    for i, cell in enumerate(code_cells(read(path))):
+        if "nbval-ignore-output" in cell.metadata.get("tags", []):
+            assert shows_widget(cell), f"{path.name} cell {i}: nbval-ignore-output is reserved for widget cells"

@@ -1,0 +1,60 @@
+"""The Colab set-up cell: one template, rendered with the repository URL from _config.yml.
+
+``python -m tools.colab`` writes it as the first code cell of every chapter; the tests check
+that every chapter's first code cell is exactly this text.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+TEMPLATE = '''\
+# Set-up. In Colab this installs optlib from the course repository, keeping Colab's own
+# torch, numpy and ipywidgets (--no-deps: no runtime restart). Elsewhere it does nothing.
+import sys
+if "google.colab" in sys.modules:
+    %pip install --quiet --no-deps "optlib @ git+{url}@{branch}"
+import optlib
+print(optlib.describe_device())'''
+
+
+def repository() -> dict:
+    config = yaml.safe_load((ROOT / "_config.yml").read_text())
+    return config["repository"]
+
+
+def colab_cell_source() -> str:
+    repo = repository()
+    return TEMPLATE.format(url=repo["url"], branch=repo.get("branch", "main"))
+
+
+def first_code_cell(nb):
+    return next((c for c in nb.cells if c.cell_type == "code"), None)
+
+
+def write_colab_cell(path: Path) -> bool:
+    """Make the first code cell of ``path`` the template; return True if the file changed."""
+    nb = nbformat.read(path, as_version=4)
+    source = colab_cell_source()
+    cell = first_code_cell(nb)
+    if cell is not None and cell.source == source:
+        return False
+    if cell is not None and cell.source.startswith("# Set-up."):
+        cell.source = source
+    else:
+        index = next((i for i, c in enumerate(nb.cells) if c.cell_type == "code"), len(nb.cells))
+        nb.cells.insert(index, nbformat.v4.new_code_cell(source))
+    nbformat.write(nb, path)
+    return True
+
+
+if __name__ == "__main__":
+    paths = [Path(p) for p in sys.argv[1:]] or sorted((ROOT / "chapters").glob("*.ipynb"))
+    for p in paths:
+        if write_colab_cell(p):
+            print(f"{p}: Colab cell written (re-execute it with make.py execute)")
