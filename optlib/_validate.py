@@ -5,7 +5,9 @@ import math
 
 
 def _number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool):  # True would otherwise pass as 1.0
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not isinstance(value, (int, float)):
         try:
             value = float(value)  # accepts 0-d tensors and numpy scalars
         except (TypeError, ValueError):

@@ -74,6 +74,6 @@ def minibatches(X: torch.Tensor, y: torch.Tensor, batch_size: int, *, generator:
     order = torch.randperm(n, generator=generator) if shuffle else torch.arange(n)
     order = order.to(X.device)
     stop = n - n % batch_size if drop_last else n
-    for start in range(0, stop, batch_size):
-        idx = order[start:start + batch_size]
-        yield X[idx], y[idx]
+    # a plain function returning a generator, so bad arguments raise here, not at the first batch
+    return ((X[order[start:start + batch_size]], y[order[start:start + batch_size]])
+            for start in range(0, stop, batch_size))

@@ -39,6 +39,13 @@ class TestFunction:
             raise ValueError(f"{self.name} takes points of shape (..., {self.dim}), got {tuple(x.shape)}")
         return x
 
+    def _point(self, x) -> torch.Tensor:
+        """``_check`` for methods that take exactly one point (``hessian``)."""
+        x = self._check(x)
+        if x.ndim != 1:
+            raise ValueError(f"hessian takes one point of shape ({self.dim},), got {tuple(x.shape)}")
+        return x
+
     def __call__(self, x) -> torch.Tensor:
         return self.value(self._check(x))
 
@@ -51,9 +58,7 @@ class TestFunction:
 
     def hessian(self, x) -> torch.Tensor:
         """Hessian at one point, shape ``(dim, dim)``; by autograd unless a subclass writes it out."""
-        x = self._check(x)
-        if x.ndim != 1:
-            raise ValueError(f"hessian takes one point of shape ({self.dim},), got {tuple(x.shape)}")
+        x = self._point(x)
         return torch.autograd.functional.hessian(self.value, x.detach())
 
     def __repr__(self) -> str:
@@ -101,7 +106,7 @@ class Quadratic(TestFunction):
         return x @ self._a(x)  # A is symmetric
 
     def hessian(self, x):
-        x = self._check(x)
+        x = self._point(x)
         return self._a(x).clone()
 
     def __repr__(self):
@@ -137,9 +142,7 @@ class Rosenbrock(TestFunction):
         return g
 
     def hessian(self, x):
-        x = self._check(x)
-        if x.ndim != 1:
-            raise ValueError(f"hessian takes one point of shape ({self.dim},), got {tuple(x.shape)}")
+        x = self._point(x)
         n, b = self.dim, self.b
         h = torch.zeros(n, n, dtype=x.dtype, device=x.device)
         idx = torch.arange(n - 1, device=x.device)
@@ -220,7 +223,7 @@ class Saddle(TestFunction):
         return torch.stack([2 * p[..., 0], -2 * p[..., 1]], -1)
 
     def hessian(self, p):
-        p = self._check(p)
+        p = self._point(p)
         return torch.diag(torch.tensor([2.0, -2.0], dtype=p.dtype, device=p.device))
 
 
@@ -242,7 +245,7 @@ class MonkeySaddle(TestFunction):
         return torch.stack([3 * x**2 - 3 * y**2, -6 * x * y], -1)
 
     def hessian(self, p):
-        p = self._check(p)
+        p = self._point(p)
         x, y = p[0], p[1]
         return torch.stack([torch.stack([6 * x, -6 * y]), torch.stack([-6 * y, -6 * x])])
 
@@ -264,7 +267,7 @@ class Quartic(TestFunction):
         return 4 * x**3
 
     def hessian(self, x):
-        x = self._check(x)
+        x = self._point(x)
         return torch.diag(12 * x**2)
 
 

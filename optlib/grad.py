@@ -33,7 +33,7 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
     """
     h = _validate.positive("h", h)
     _validate.one_of("method", method, _METHODS)
-    x = x.detach().clone()
+    x = x.detach().clone(memory_format=torch.contiguous_format)  # view(-1) below needs contiguous memory
     flat = x.view(-1)
     grad = torch.full_like(flat, float("nan"))
     positions = range(flat.numel()) if indices is None else [int(i) for i in indices]
@@ -125,3 +125,44 @@ def hessian(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch
     if x.ndim != 1:
         raise ValueError(f"hessian expects a vector x, got shape {tuple(x.shape)}")
     return torch.autograd.functional.hessian(f, x.detach())
+
+
+class CountingFunction:
+    """Wrap a function and count how many times it is called: the cost of a numerical gradient.
+
+    >>> counted = CountingFunction(loss)
+    >>> _ = numerical_gradient(counted, w)
+    >>> counted.calls  # 2 * w.numel() for central differences
+    """
+
+    def __init__(self, f: Callable):
+        if not callable(f):
+            raise TypeError(f"f must be callable, got {type(f).__name__}")
+        self.f = f
+        self.calls = 0
+
+    def __call__(self, *args, **kwargs):
+        self.calls += 1
+        return self.f(*args, **kwargs)
+
+    def reset(self) -> None:
+        self.calls = 0
+
+
+def finite_difference_errors(f: Callable[[torch.Tensor], torch.Tensor], x: float, exact: float, hs,
+                             method: str = "central", dtype: torch.dtype = torch.float64) -> torch.Tensor:
+    r"""Absolute error |D_h f(x) − f'(x)| of a finite difference for each step ``h`` in ``hs``.
+
+    ``f`` is a scalar function of one variable, evaluated in ``dtype`` at the point ``x``; ``exact``
+    is the true derivative f'(x). Plotted against h on log-log axes, the error falls like h
+    (forward) or h² (central) until round-off, which grows like ε/h, takes over.
+    Returns a float64 tensor of the same length as ``hs``.
+    """
+    _validate.one_of("method", method, _METHODS)
+    if not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+        raise ValueError(f"dtype must be a floating-point torch dtype, got {dtype!r}")
+    exact = _validate._number("exact", exact)
+    point = torch.tensor([_validate._number("x", x)], dtype=dtype)
+    errors = [abs(numerical_gradient(f, point, h=_validate.positive("h", float(h)), method=method).item() - exact)
+              for h in hs]
+    return torch.tensor(errors, dtype=torch.float64)

@@ -68,6 +68,6 @@ def interpolate_models(model: nn.Module, theta_a: torch.Tensor, theta_b: torch.T
         for a in torch.as_tensor(alphas, dtype=theta_a.dtype):
             load_flat_params(model, (1 - a) * theta_a + a * theta_b)
             losses.append(float(loss_fn(model(X), y)))
-        return torch.tensor(losses)
+        return torch.tensor(losses, dtype=theta_a.dtype)  # float64 runs keep their precision
     finally:
         load_flat_params(model, saved)

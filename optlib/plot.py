@@ -132,7 +132,8 @@ def loss_curves(traces, *, ax=None, key: str = "loss", x: str = "step", logy: bo
     """Plot ``trace.<key>`` (loss, grad_norm, lr) against step or wall time for each trace.
 
     ``optimum`` subtracts a known minimum so a log axis shows f − f* (the convergence rate).
-    Non-finite values (a diverged run) are left out of the line.
+    Non-finite values and values beyond ``1e100`` (a diverged run) are left out of the line:
+    near float64's limit matplotlib's log axis overflows and loses the whole curve.
     """
     if x not in ("step", "time"):
         raise ValueError(f"x must be 'step' or 'time', got {x!r}")
@@ -142,7 +143,7 @@ def loss_curves(traces, *, ax=None, key: str = "loss", x: str = "step", logy: bo
         if optimum is not None:
             y = y - optimum
         xs = np.arange(len(y)) if x == "step" else np.asarray(trace.time)
-        ok = np.isfinite(y) & ((y > 0) if logy else True)
+        ok = np.isfinite(y) & (np.abs(y) <= 1e100) & ((y > 0) if logy else True)
         ax.plot(xs[ok], y[ok], label=label)
     if logy:
         ax.set_yscale("log")
@@ -157,17 +158,25 @@ def loss_curves(traces, *, ax=None, key: str = "loss", x: str = "step", logy: bo
 
 
 def lines(x, ys, *, ax=None, logx: bool = False, logy: bool = False, xlabel: str = "", ylabel: str = "",
-          title: str | None = None, marker: str | None = None, legend: bool = True):
-    """Generic line plot of ``ys`` (``{label: values}`` or one array) against ``x``."""
+          title: str | None = None, marker: str | None = None, legend: bool = True,
+          styles: Mapping[str, str] | None = None):
+    """Generic line plot of ``ys`` (``{label: values}`` or one array) against ``x``.
+
+    ``styles`` maps some labels to a matplotlib format string (``"--"`` dashed, ``"k:"`` black
+    dotted, ``"o"`` points only), e.g. for reference slopes drawn next to measurements.
+    """
     ax = _axes(ax)
     items = ys.items() if isinstance(ys, Mapping) else [(None, ys)]
     for label, y in items:
-        ax.plot(np.asarray(x), np.asarray(y, dtype=float), marker=marker, label=label)
+        fmt = (styles[label],) if styles and label in styles else ()
+        kw = {"marker": marker} if marker is not None else {}
+        ax.plot(np.asarray(x), np.asarray(y, dtype=float), *fmt, label=label, **kw)
     if logx:
         ax.set_xscale("log")
     if logy:
         ax.set_yscale("log")
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    # only what is given, so a second call that adds lines to ``ax`` keeps the labels and title
+    ax.set(**{k: v for k, v in dict(xlabel=xlabel, ylabel=ylabel, title=title).items() if v})
     if legend and isinstance(ys, Mapping):
         ax.legend()
     return ax
@@ -208,3 +217,76 @@ def images(imgs, *, titles: Sequence[str] | None = None, ncols: int = 10, cmap: 
     if suptitle:
         fig.suptitle(suptitle)
     return axes
+
+
+def arrows(origin, vectors, *, ax=None, labels: Sequence[str] | None = None, scale: float = 1.0,
+           colors: Sequence[str] | None = None):
+    """Arrows from ``origin`` (2,) along each row of ``vectors`` (k, 2) times ``scale``, e.g. Hessian eigenvectors."""
+    ax = _axes(ax)
+    origin = np.asarray(torch.as_tensor(origin).detach().cpu(), dtype=float).reshape(2)
+    vectors = np.asarray(torch.as_tensor(vectors).detach().cpu(), dtype=float)
+    if vectors.ndim != 2 or vectors.shape[1] != 2:
+        raise ValueError(f"vectors must have shape (k, 2), got {vectors.shape}")
+    if labels is not None and len(labels) != len(vectors):
+        raise ValueError(f"got {len(labels)} labels for {len(vectors)} vectors")
+    colors = colors or ["tab:red", "tab:orange", "tab:pink", "tab:brown"]
+    for i, v in enumerate(vectors):
+        color = colors[i % len(colors)]
+        ax.annotate("", xy=tuple(origin + scale * v), xytext=tuple(origin),
+                    arrowprops=dict(arrowstyle="-|>", color=color, lw=2), zorder=7)
+        if labels is not None:
+            ax.plot([], [], color=color, lw=2, label=labels[i])  # legend entry for the arrow
+    if labels is not None:
+        ax.legend(loc="upper right", fontsize=8, frameon=True)
+    return ax
+
+
+def scatter(points, labels=None, *, ax=None, names: Mapping | None = None, s: float = 8.0,
+            title: str | None = None, xlabel: str = "$x_1$", ylabel: str = "$x_2$"):
+    """Scatter plot of ``points`` (n, 2), coloured by integer ``labels`` (n,) when given.
+
+    ``names`` maps a label to its legend entry (e.g. ``{0: "minimum 1", -1: "none"}``); label −1
+    is drawn in grey. Points of one label share a colour across calls.
+    """
+    ax = _axes(ax)
+    pts = np.asarray(torch.as_tensor(points).detach().cpu(), dtype=float)
+    if pts.ndim != 2 or pts.shape[1] != 2:
+        raise ValueError(f"points must have shape (n, 2), got {pts.shape}")
+    if labels is None:
+        ax.scatter(pts[:, 0], pts[:, 1], s=s)
+    else:
+        labels = np.asarray(torch.as_tensor(labels).detach().cpu()).astype(int).reshape(-1)
+        if len(labels) != len(pts):
+            raise ValueError(f"got {len(labels)} labels for {len(pts)} points")
+        cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for value in np.unique(labels):
+            mask = labels == value
+            color = "lightgrey" if value < 0 else cycle[value % len(cycle)]
+            name = (names or {}).get(int(value), str(value))
+            ax.scatter(pts[mask, 0], pts[mask, 1], s=s, color=color, label=name, linewidths=0)
+        ax.legend(loc="upper right", fontsize=8, frameon=True, markerscale=2)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    return ax
+
+
+def contour_grid(xs, ys, Z, *, ax=None, levels: int = 30, xlabel: str = "", ylabel: str = "",
+                 title: str | None = None, mark=None, colorbar: bool = True):
+    """Filled contour plot of values ``Z`` given on the grid ``ys × xs`` (rows follow y).
+
+    ``Z`` has shape ``(len(ys), len(xs))``, as :func:`optlib.landscape.slice_2d` returns for a 2-D
+    slice of a loss; ``mark`` is an optional point ``(x, y)`` drawn as a white star (the slice's centre).
+    """
+    xs, ys, Z = (np.asarray(torch.as_tensor(a).detach().cpu(), dtype=float) for a in (xs, ys, Z))
+    if xs.ndim != 1 or ys.ndim != 1 or Z.shape != (len(ys), len(xs)):
+        raise ValueError(f"Z must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, got {Z.shape}")
+    ax = _axes(ax)
+    filled = ax.contourf(xs, ys, Z, levels=levels, cmap="viridis", alpha=0.85)
+    # lines at the inner levels only: a line at the minimum level traces flat regions (e.g. a zero loss) raggedly
+    ax.contour(xs, ys, Z, levels=filled.levels[1:-1], colors="k", linewidths=0.3, alpha=0.5)
+    if colorbar:
+        ax.figure.colorbar(filled, ax=ax, shrink=0.9)
+    if mark is not None:
+        ax.scatter([mark[0]], [mark[1]], marker="*", s=140, c="white", edgecolors="k", zorder=5)
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.grid(False)
+    return ax

@@ -6,3 +6,9 @@ ROOT = Path(__file__).resolve().parent.parent
 for path in (ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
+
+import torch
+
+# The unit tests use tiny tensors: one thread each is faster than contending for the cores
+# (pytest-xdist runs two workers; notebooks run in their own kernels and are unaffected).
+torch.set_num_threads(1)

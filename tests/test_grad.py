@@ -1,0 +1,234 @@
+"""optlib.grad: numerical gradients, relative error, the gradient check, Hessians."""
+import math
+
+import pytest
+import torch
+
+from optlib.grad import GradCheck, gradient_check, hessian, numerical_gradient, relative_error
+from optlib.losses import softmax_loss_and_grad, svm_loss_and_grad
+
+
+def smooth(x):
+    return (torch.sin(x) * x**2).sum() + (x.prod() if x.numel() <= 8 else 0.0)
+
+
+def smooth_grad(x):
+    x = x.detach().clone().requires_grad_(True)
+    (g,) = torch.autograd.grad(smooth(x), x)
+    return g
+
+
+@pytest.fixture
+def x():
+    return torch.tensor([0.3, -1.2, 2.0, 0.7], dtype=torch.float64)
+
+
+def test_central_and_forward_approximate_the_gradient(x):
+    exact = smooth_grad(x)
+    central = numerical_gradient(smooth, x, h=1e-5, method="central")
+    forward = numerical_gradient(smooth, x, h=1e-5, method="forward")
+    torch.testing.assert_close(central, exact, rtol=1e-8, atol=1e-9)
+    torch.testing.assert_close(forward, exact, rtol=1e-3, atol=1e-4)
+
+
+def test_central_error_is_much_smaller_than_forward(x):
+    exact = smooth_grad(x)
+    h = 1e-4
+    err_c = (numerical_gradient(smooth, x, h=h, method="central") - exact).abs().max().item()
+    err_f = (numerical_gradient(smooth, x, h=h, method="forward") - exact).abs().max().item()
+    assert err_c < err_f / 1000
+
+
+def test_error_orders_in_h():
+    # f(x) = exp(x) at x = 0: forward error ~ h/2, central error ~ h²/6
+    x = torch.zeros(1, dtype=torch.float64)
+    f = lambda z: torch.exp(z).sum()  # noqa: E731
+    for h in (1e-2, 1e-3):
+        fwd = numerical_gradient(f, x, h=h, method="forward").item() - 1.0
+        cen = numerical_gradient(f, x, h=h, method="central").item() - 1.0
+        assert fwd == pytest.approx(h / 2, rel=0.01)
+        assert cen == pytest.approx(h**2 / 6, rel=0.01)
+
+
+def test_numerical_gradient_does_not_modify_x_and_keeps_shape():
+    W = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    before = W.clone()
+    g = numerical_gradient(lambda w: (w**2).sum(), W)
+    assert torch.equal(W, before)
+    assert g.shape == W.shape
+    torch.testing.assert_close(g, 2 * W, rtol=1e-8, atol=1e-9)
+
+
+def test_numerical_gradient_accepts_non_contiguous_tensors():
+    W = torch.randn(3, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    Wt = W.T  # a transposed view is not contiguous
+    g = numerical_gradient(lambda w: (w**3).sum(), Wt)
+    assert g.shape == Wt.shape
+    torch.testing.assert_close(g, 3 * Wt**2, rtol=1e-8, atol=1e-9)
+
+
+def test_indices_restrict_the_work(x):
+    calls = []
+
+    def f(z):
+        calls.append(1)
+        return smooth(z)
+
+    g = numerical_gradient(f, x, indices=[1, 3])
+    assert len(calls) == 4  # two central differences
+    assert torch.isnan(g[[0, 2]]).all()
+    torch.testing.assert_close(g[[1, 3]], smooth_grad(x)[[1, 3]], rtol=1e-8, atol=1e-9)
+    calls.clear()
+    numerical_gradient(f, x, method="forward", indices=torch.tensor([2]))
+    assert len(calls) == 2  # f(x) once, then one shifted point
+
+
+def test_numerical_gradient_bad_arguments(x):
+    with pytest.raises(ValueError, match="h must be a finite number > 0"):
+        numerical_gradient(smooth, x, h=0)
+    with pytest.raises(ValueError, match="method must be one of"):
+        numerical_gradient(smooth, x, method="backward")
+
+
+def test_relative_error():
+    a = torch.tensor([1.0, 10.0, 0.0, -2.0, 1e-3])
+    b = torch.tensor([1.1, 10.0, 0.0, 2.0, 0.0])
+    torch.testing.assert_close(relative_error(a, b), torch.tensor([0.1 / 1.1, 0.0, 0.0, 2.0, 1.0]))
+    # scale-free: the same relative mistake at any size gives the same error
+    torch.testing.assert_close(relative_error(a * 1e6, b * 1e6), relative_error(a, b))
+    with pytest.raises(ValueError, match="shapes differ"):
+        relative_error(torch.zeros(2), torch.zeros(3))
+
+
+@pytest.fixture(scope="module")
+def softmax_problem():
+    g = torch.Generator().manual_seed(0)
+    W = 0.1 * torch.randn(4, 6, generator=g, dtype=torch.float64)
+    X = torch.randn(15, 6, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 4, (15,), generator=g)
+    return W, X, y
+
+
+def test_gradient_check_passes_for_a_correct_gradient(softmax_problem):
+    W, X, y = softmax_problem
+    reg = 0.1
+    _, grad = softmax_loss_and_grad(W, X, y, reg=reg)
+    check = gradient_check(lambda w: softmax_loss_and_grad(w, X, y, reg=reg)[0], W, grad)
+    assert isinstance(check, GradCheck)
+    assert check.passed and check.max_rel_error < 1e-7
+    assert check.verdict.startswith("excellent")
+    assert len(check.indices) == W.numel()
+    assert "passed=True" in repr(check)
+
+
+@pytest.mark.parametrize("mistake", ["missing reg", "factor 2", "sign", "one entry"])
+def test_gradient_check_catches_planted_mistakes(softmax_problem, mistake):
+    W, X, y = softmax_problem
+    reg = 0.5
+    _, right = softmax_loss_and_grad(W, X, y, reg=reg)
+    wrong = {
+        "missing reg": softmax_loss_and_grad(W, X, y, reg=0.0)[1],
+        "factor 2": 2 * right,
+        "sign": -right,
+        "one entry": right.clone().index_put_((torch.tensor([1]), torch.tensor([2])), torch.tensor(0.0, dtype=right.dtype)),
+    }[mistake]
+    check = gradient_check(lambda w: softmax_loss_and_grad(w, X, y, reg=reg)[0], W, wrong)
+    assert not check.passed
+    assert check.max_rel_error > 1e-2
+    assert check.verdict.startswith("wrong")
+
+
+def test_gradient_check_svm_with_kinks(softmax_problem):
+    W, X, y = softmax_problem
+    _, grad = svm_loss_and_grad(W, X, y, reg=0.1)
+    check = gradient_check(lambda w: svm_loss_and_grad(w, X, y, reg=0.1)[0], W, grad, h=1e-6)
+    # away from the kinks the hinge loss is piecewise linear, so the check is tight
+    assert check.max_rel_error < 1e-6
+
+
+def test_gradient_check_sampling_is_reproducible(softmax_problem):
+    W, X, y = softmax_problem
+    _, grad = softmax_loss_and_grad(W, X, y)
+    f = lambda w: softmax_loss_and_grad(w, X, y)[0]  # noqa: E731
+    a = gradient_check(f, W, grad, num_checks=5, generator=torch.Generator().manual_seed(1))
+    b = gradient_check(f, W, grad, num_checks=5, generator=torch.Generator().manual_seed(1))
+    assert torch.equal(a.indices, b.indices)
+    assert len(a.indices) == 5 and len(set(a.indices.tolist())) == 5
+    assert torch.equal(a.indices, a.indices.sort().values)
+    torch.testing.assert_close(a.analytic, grad.reshape(-1)[a.indices])
+    assert a.passed
+
+
+def test_gradient_check_verdict_thresholds():
+    def verdict(err):
+        return GradCheck(torch.arange(1), torch.zeros(1), torch.zeros(1), torch.tensor([err]), 1e-6).verdict
+
+    assert verdict(1e-9).startswith("excellent")
+    assert verdict(1e-5).startswith("acceptable")
+    assert verdict(1e-3).startswith("suspicious")
+    assert verdict(0.5).startswith("wrong")
+
+
+def test_gradient_check_bad_arguments(x):
+    with pytest.raises(ValueError, match="analytic_grad has shape"):
+        gradient_check(smooth, x, torch.zeros(3, dtype=torch.float64))
+    with pytest.raises(ValueError, match="tolerance"):
+        gradient_check(smooth, x, smooth_grad(x), tolerance=0)
+    with pytest.raises(ValueError, match="num_checks"):
+        gradient_check(smooth, x, smooth_grad(x), num_checks=0)
+
+
+def test_hessian_matches_autograd_and_a_hand_formula(x):
+    H = hessian(smooth, x)
+    torch.testing.assert_close(H, torch.autograd.functional.hessian(smooth, x))
+    q = lambda z: 0.5 * z @ A @ z  # noqa: E731
+    A = torch.tensor([[3.0, 1.0], [1.0, 2.0]], dtype=torch.float64)
+    torch.testing.assert_close(hessian(q, torch.tensor([0.5, -1.0], dtype=torch.float64)), A)
+    diag = hessian(lambda z: (z**4).sum(), x)
+    torch.testing.assert_close(diag, torch.diag(12 * x**2))
+    with pytest.raises(ValueError, match="hessian expects a vector"):
+        hessian(smooth, x.reshape(2, 2))
+
+
+def test_float32_round_off_is_visible():
+    # the docstring's warning: in float32 the check is only good to about 1e-3
+    xs = torch.tensor([0.3, -1.2, 2.0, 0.7])
+    g32 = numerical_gradient(smooth, xs, h=1e-3)
+    err = relative_error(g32.double(), smooth_grad(xs.double())).max().item()
+    assert 1e-8 < err < 1e-1
+    assert not math.isnan(err)
+
+
+def test_counting_function_counts_the_cost_of_numerical_gradients(x):
+    from optlib.grad import CountingFunction
+
+    counted = CountingFunction(smooth)
+    numerical_gradient(counted, x)
+    assert counted.calls == 2 * x.numel()
+    counted.reset()
+    numerical_gradient(counted, x, method="forward")
+    assert counted.calls == x.numel() + 1
+    assert counted(x).item() == smooth(x).item()
+    with pytest.raises(TypeError, match="f must be callable"):
+        CountingFunction(3.0)
+
+
+def test_finite_difference_errors_follow_h_and_h_squared_then_round_off():
+    from optlib.grad import finite_difference_errors
+
+    f = lambda z: torch.exp(z).sum()  # noqa: E731  f'(0) = 1
+    hs = [1e-1, 1e-2, 1e-3]
+    fwd = finite_difference_errors(f, 0.0, 1.0, hs, method="forward")
+    cen = finite_difference_errors(f, 0.0, 1.0, hs, method="central")
+    assert fwd.dtype == torch.float64 and fwd.shape == (3,)
+    torch.testing.assert_close(fwd, torch.tensor(hs, dtype=torch.float64) / 2, rtol=0.06, atol=0)
+    torch.testing.assert_close(cen, torch.tensor(hs, dtype=torch.float64) ** 2 / 6, rtol=0.01, atol=0)
+    # at a tiny step round-off dominates, and float32 has far more of it than float64
+    tiny = [1e-6]
+    e32 = finite_difference_errors(f, 0.0, 1.0, tiny, dtype=torch.float32).item()
+    e64 = finite_difference_errors(f, 0.0, 1.0, tiny, dtype=torch.float64).item()
+    assert e32 > 1e3 * e64 and e32 > 1e-3
+    with pytest.raises(ValueError, match="h must be a finite number > 0"):
+        finite_difference_errors(f, 0.0, 1.0, [1e-3, 0.0])
+    with pytest.raises(ValueError, match="dtype must be a floating-point"):
+        finite_difference_errors(f, 0.0, 1.0, hs, dtype=torch.int64)
