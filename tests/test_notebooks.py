@@ -5,10 +5,12 @@ code cell of chapters/ and solutions/ was executed, in order, in one run.
 """
 from __future__ import annotations
 
+import ast
 import json
 
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 
 from notebook_utils import ROOT, code_cells, notebook_paths, output_models, read, shows_widget, toc_chapters
 from tools.colab import colab_cell_source, first_code_cell
@@ -91,3 +93,22 @@ def test_only_widget_cells_skip_output_comparison(path):
     for i, cell in enumerate(code_cells(read(path))):
         if "nbval-ignore-output" in cell.metadata.get("tags", []):
             assert shows_widget(cell), f"{path.name} cell {i}: nbval-ignore-output is reserved for widget cells"
+
+
+def _ends_with_silenced_expression(source: str) -> bool:
+    """True if the cell's last top-level statement is an expression silenced with a final `;`."""
+    code = TransformerManager().transform_cell(source)  # magics (%pip) become Python
+    body = ast.parse(code).body
+    if not body or not isinstance(body[-1], ast.Expr):
+        return False
+    last_line = code.splitlines()[body[-1].end_lineno - 1][body[-1].end_col_offset:]
+    return last_line.split("#")[0].strip().startswith(";")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=ids)
+def test_no_cell_relies_on_a_trailing_semicolon(path):
+    # nbval executes cells with store_history=False, so IPython cannot see a final `;` and shows
+    # the value (e.g. `<Axes: ...>`) that the committed execution suppressed: nbval would fail.
+    for i, cell in enumerate(code_cells(read(path))):
+        assert not _ends_with_silenced_expression(cell.source), \
+            f"{path.name} cell {i} ends with `expression;`: assign the value instead (`ax = plot...(...)`)"
