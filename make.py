@@ -60,7 +60,10 @@ def book(args) -> None:
 def test(args) -> None:
     ensure_env()
     start = time.perf_counter()
-    result = subprocess.run([str(PY), "-m", "pytest", "-n", "2", "--dist", "loadfile", *args], cwd=ROOT)
+    # two xdist workers each run a notebook kernel; one torch thread per kernel avoids contention
+    # and matches the thread count `make.py execute` used to produce the stored outputs
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
+    result = subprocess.run([str(PY), "-m", "pytest", "-n", "2", "--dist", "loadfile", *args], cwd=ROOT, env=env)
     _say(f"tests finished in {time.perf_counter() - start:.0f} s")
     sys.exit(result.returncode)
 
