@@ -9,6 +9,7 @@ Modules are named after what they hold:
 - :mod:`optlib.losses`     multiclass SVM and softmax losses with hand-derived gradients
 - :mod:`optlib.grad`       numerical gradients, gradient check, Hessians
 - :mod:`optlib.search`     random search and random local search
+- :mod:`optlib.geometry`   curvature, critical points, convexity checks, random Hessians, basins
 - :mod:`optlib.optim`      optimizers (``torch.optim.Optimizer`` subclasses)
 - :mod:`optlib.run`        run loops that record a :class:`~optlib.run.Trace`
 - :mod:`optlib.plot`       every figure of the book
