@@ -6,6 +6,8 @@ an absolute error of 1e-6 is excellent for a gradient of size 10 and useless for
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Callable
 
@@ -59,6 +61,19 @@ def relative_error(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torc
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
     scale = torch.maximum(a.abs(), b.abs()).clamp(min=eps)
     return (a - b).abs() / scale
+
+
+def order_of_magnitude(value: float) -> str:
+    """``value`` rounded to the nearest power of ten, as text ("1e-09" for 6e-10).
+
+    Errors at the round-off floor vary in their first digit between machines and even between
+    runs (the order of a BLAS reduction can change); their power of ten is what carries meaning,
+    and it is what the book prints.
+    """
+    value = float(value)
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    return f"{10.0 ** round(math.log10(abs(value))):.0e}"
 
 
 @dataclass

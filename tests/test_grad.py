@@ -4,6 +4,7 @@ import math
 import pytest
 import torch
 
+from optlib import grad
 from optlib.grad import GradCheck, gradient_check, hessian, numerical_gradient, relative_error
 from optlib.losses import softmax_loss_and_grad, svm_loss_and_grad
 
@@ -232,3 +233,9 @@ def test_finite_difference_errors_follow_h_and_h_squared_then_round_off():
         finite_difference_errors(f, 0.0, 1.0, [1e-3, 0.0])
     with pytest.raises(ValueError, match="dtype must be a floating-point"):
         finite_difference_errors(f, 0.0, 1.0, hs, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("value, text", [(6e-10, "1e-09"), (5e-10, "1e-09"), (3e-10, "1e-10"), (2.0, "1e+00"),
+                                         (0.0, "0"), (float("inf"), "inf"), (-4e-7, "1e-06")])
+def test_order_of_magnitude_rounds_to_the_nearest_power_of_ten(value, text):
+    assert grad.order_of_magnitude(value) == text
