@@ -182,6 +182,22 @@ def lines(x, ys, *, ax=None, logx: bool = False, logy: bool = False, xlabel: str
     return ax
 
 
+def schedules(schedules, steps: int, *, base_lr: float = 1.0, ax=None, logy: bool = False,
+              title: str | None = "Learning-rate schedules"):
+    """Draw ``base_lr · schedule(t)`` for t < ``steps``; ``schedules`` is ``{label: schedule}`` or one schedule.
+
+    A schedule is a callable ``step -> factor`` (see :mod:`optlib.schedules`).
+    """
+    from optlib import schedules as _schedules
+
+    if callable(schedules):
+        schedules = {getattr(schedules, "__name__", "schedule"): schedules}
+    if not isinstance(schedules, Mapping) or not schedules:
+        raise TypeError("schedules must be a callable or a non-empty {label: schedule} mapping")
+    ys = {label: _schedules.values(fn, steps, base_lr) for label, fn in schedules.items()}
+    return lines(np.arange(steps), ys, ax=ax, logy=logy, xlabel="step", ylabel="learning rate", title=title)
+
+
 def histogram(values, *, ax=None, bins: int = 40, xlabel: str = "", title: str | None = None,
               density: bool = True, logy: bool = False):
     """Overlaid histograms of ``{label: values}`` (or one array)."""

@@ -18,12 +18,10 @@ from torch import nn
 from optlib import _validate
 from optlib.data import Dataset, minibatches
 from optlib.device import get_device
+from optlib.stability import NonFiniteLossError, clip_grad_norm_
 
 NONFINITE_ACTIONS = ("raise", "stop")
-
-
-class NonFiniteLossError(FloatingPointError):
-    """The loss became NaN or infinite during a run."""
+__all__ = ["NONFINITE_ACTIONS", "NonFiniteLossError", "Trace", "minimize", "train"]
 
 
 @dataclass
@@ -130,24 +128,27 @@ class _Recorder:
 
 def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int = 100, *,
              noise_std: float = 0.0, generator: torch.Generator | None = None, record_params: bool = True,
-             on_nonfinite: str = "raise", progress: bool = False, name: str | None = None,
-             device=None, dtype: torch.dtype = torch.float64, **hyperparams) -> Trace:
+             clip_grad_norm: float | None = None, on_nonfinite: str = "raise", progress: bool = False,
+             name: str | None = None, device=None, dtype: torch.dtype = torch.float64, **hyperparams) -> Trace:
     """Minimize ``fn`` from ``x0`` with ``method(params, **hyperparams)`` for ``steps`` steps.
 
     ``noise_std > 0`` adds N(0, noise_std²) noise to every gradient, a stand-in for minibatch
-    noise. ``on_nonfinite='raise'`` raises :class:`NonFiniteLossError` when the loss turns NaN/inf;
+    noise. ``clip_grad_norm=c`` clips every gradient to norm at most c (the trace records the norm
+    before clipping). ``on_nonfinite='raise'`` raises :class:`NonFiniteLossError` when the loss turns NaN/inf;
     ``'stop'`` ends the run there and says why in ``trace.stopped``.
     The trace has ``steps + 1`` entries: the start point and the point after every step.
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     _validate.at_least("noise_std", noise_std, 0.0)
+    if clip_grad_norm is not None:
+        _validate.positive("clip_grad_norm", clip_grad_norm)
     x = torch.as_tensor(x0, dtype=torch.float64).detach().clone().reshape(-1)
     x = x.to(device=get_device(device), dtype=dtype).requires_grad_(True)
     optimizer = _build_optimizer(method, [x], hyperparams)
     calls_backward = getattr(optimizer, "closure_calls_backward", True)
-    if noise_std and not calls_backward:
-        raise ValueError(f"noise_std is not supported by {type(optimizer).__name__}")
+    if (noise_std or clip_grad_norm) and not calls_backward:
+        raise ValueError(f"noise_std and clip_grad_norm are not supported by {type(optimizer).__name__}")
     trace = Trace(name=name or _method_name(method))
     recorder = _Recorder(trace, on_nonfinite)
     seen: dict[str, float] = {}
@@ -166,6 +167,8 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
             x.grad.add_(noise, alpha=noise_std)
         seen.setdefault("loss", loss.item())
         seen.setdefault("grad_norm", _grad_norm([x]))
+        if clip_grad_norm is not None:
+            clip_grad_norm_([x], clip_grad_norm)
         return loss
 
     bar = _progress(steps, progress, trace.name)
@@ -193,14 +196,17 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
 def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: int | None = None,
           epochs: int | None = None, batch_size: int | None = None, eval_every: int | None = None,
           generator: torch.Generator | None = None, scheduler: Callable | None = None,
-          on_nonfinite: str = "raise", progress: bool = False, name: str | None = None,
-          **hyperparams) -> Trace:
+          clip_grad_norm: float | None = None, on_nonfinite: str = "raise", progress: bool = False,
+          name: str | None = None, **hyperparams) -> Trace:
     """Train ``model`` on ``data`` with ``method(model.parameters(), **hyperparams)``.
 
     Give ``steps`` or ``epochs``; ``batch_size=None`` means full-batch gradient descent.
     Every ``eval_every`` steps (and at the end) the trace records ``train_loss`` (full training
     set), ``train_acc`` and ``test_acc`` in ``trace.metrics``. ``scheduler`` is a factory
-    ``optimizer -> LRScheduler`` stepped after every optimizer step.
+    ``optimizer -> LRScheduler`` stepped after every optimizer step (e.g.
+    ``lambda opt: schedules.scheduler(opt, schedules.cosine(steps))``). ``clip_grad_norm=c`` clips
+    the gradients to global norm at most c before each step; ``trace.grad_norm`` holds the norms
+    before clipping, which is what monitoring needs.
     """
     from optlib.models import accuracy
 
@@ -213,6 +219,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
         _validate.positive_int("epochs", epochs) * batches_per_epoch
     if eval_every is not None:
         _validate.positive_int("eval_every", eval_every)
+    if clip_grad_norm is not None:
+        _validate.positive("clip_grad_norm", clip_grad_norm)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _build_optimizer(method, params, hyperparams)
     lr_scheduler = scheduler(optimizer) if scheduler is not None else None
@@ -244,6 +252,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
                 loss.backward()
                 seen.setdefault("loss", loss.item())
                 seen.setdefault("grad_norm", _grad_norm(params))
+                if clip_grad_norm is not None:
+                    clip_grad_norm_(params, clip_grad_norm)
                 return loss
 
             lr = optimizer.param_groups[0]["lr"]

@@ -144,7 +144,7 @@ def test_minimize_bad_arguments(quad):
         minimize(quad, x0, lambda params, **kw: object(), steps=1)
     with pytest.raises(ValueError, match="fn must return a scalar"):
         minimize(lambda x: x * 2, x0, SGD, steps=1)
-    with pytest.raises(ValueError, match="noise_std is not supported by Newton"):
+    with pytest.raises(ValueError, match="noise_std and clip_grad_norm are not supported by Newton"):
         minimize(quad, x0, Newton, steps=1, noise_std=0.1)
     with pytest.raises(ValueError, match="lr must be >= 0"):
         minimize(quad, x0, SGD, steps=1, lr=-1)

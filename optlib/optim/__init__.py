@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
+from optlib.optim.adaptive import AdaGrad, Adam, AdamW, RMSProp
 from optlib.optim.newton import Newton
 from optlib.optim.sgd import SGD
 
@@ -13,8 +14,11 @@ OPTIMIZERS = {
     "GD": SGD,
     "momentum (rho=0.9)": partial(SGD, momentum=0.9),
     "Nesterov (rho=0.9)": partial(SGD, momentum=0.9, nesterov=True),
+    "AdaGrad": AdaGrad,
+    "RMSProp": RMSProp,
+    "Adam": Adam,
     "Newton": Newton,
     "saddle-free Newton": partial(Newton, mode="saddle_free", damping=1e-3),
 }
 
-__all__ = ["OPTIMIZERS", "Newton", "SGD"]
+__all__ = ["OPTIMIZERS", "AdaGrad", "Adam", "AdamW", "Newton", "RMSProp", "SGD"]

@@ -6,10 +6,12 @@ from torch.optim import Optimizer
 
 from optlib import _validate
 
+FORMULATIONS = ("torch", "classical")
+
 
 def sgd_update(param: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor | None, *, lr: float,
                momentum: float, dampening: float, nesterov: bool, weight_decay: float) -> torch.Tensor | None:
-    """One SGD step on ``param`` in place; returns the (new) velocity buffer, or None without momentum."""
+    """One SGD step on ``param`` in place, velocity in gradient units; returns the velocity (None without momentum)."""
     if weight_decay:
         grad = grad.add(param, alpha=weight_decay)
     if momentum:
@@ -19,6 +21,25 @@ def sgd_update(param: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor |
             velocity.mul_(momentum).add_(grad, alpha=1 - dampening)
         grad = grad.add(velocity, alpha=momentum) if nesterov else velocity
     param.add_(grad, alpha=-lr)
+    return velocity
+
+
+def classical_momentum_update(param: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor | None, *, lr: float,
+                              momentum: float, nesterov: bool, weight_decay: float) -> torch.Tensor:
+    """One momentum step with the velocity in parameter units (the step itself); returns the velocity.
+
+    v ← ρ v − α g;  x ← x + v, or for Nesterov x ← x − ρ v_old + (1 + ρ) v (Sutskever et al., 2013).
+    """
+    if weight_decay:
+        grad = grad.add(param, alpha=weight_decay)
+    if velocity is None:
+        velocity = torch.zeros_like(param)
+    previous = velocity.clone() if nesterov else None
+    velocity.mul_(momentum).add_(grad, alpha=-lr)
+    if nesterov:
+        param.add_(previous, alpha=-momentum).add_(velocity, alpha=1 + momentum)
+    else:
+        param.add_(velocity)
     return velocity
 
 
@@ -32,19 +53,33 @@ class SGD(Optimizer):
 
     With ``momentum=0`` this is plain (minibatch) gradient descent x ← x − α g. The iterates
     are those of ``torch.optim.SGD`` with the same arguments.
+
+    ``formulation='classical'`` keeps the velocity in parameter units instead, as many textbooks do:
+
+    .. math::
+        v_{t+1} = \rho v_t - \alpha g_t,\qquad x_{t+1} = x_t + v_{t+1}
+        \quad(\text{Nesterov: } x_{t+1} = x_t - \rho v_t + (1+\rho) v_{t+1}).
+
+    With a constant learning rate both give the same iterates (v_classical = −α v_torch); they
+    differ once α changes during a run, because the classical velocity remembers old step sizes.
     """
 
     def __init__(self, params, lr: float = 1e-2, momentum: float = 0.0, dampening: float = 0.0,
-                 weight_decay: float = 0.0, nesterov: bool = False):
+                 weight_decay: float = 0.0, nesterov: bool = False, formulation: str = "torch"):
         _validate.at_least("lr", lr, 0.0)
         _validate.in_range("momentum", momentum, 0.0, 1.0)
         _validate.in_range("dampening", dampening, 0.0, 1.0, high_inclusive=True)
         _validate.at_least("weight_decay", weight_decay, 0.0)
+        _validate.one_of("formulation", formulation, FORMULATIONS)
+        if not isinstance(nesterov, bool):
+            raise TypeError(f"nesterov must be True or False, got {nesterov!r}")
         if nesterov and (momentum <= 0 or dampening != 0):
             raise ValueError("nesterov requires momentum > 0 and dampening = 0, "
                              f"got momentum={momentum}, dampening={dampening}")
+        if formulation == "classical" and dampening != 0:
+            raise ValueError(f"the classical formulation has no dampening, got dampening={dampening}")
         defaults = dict(lr=lr, momentum=momentum, dampening=dampening, weight_decay=weight_decay,
-                        nesterov=nesterov)
+                        nesterov=nesterov, formulation=formulation)
         super().__init__(params, defaults)
 
     @torch.no_grad()
@@ -54,12 +89,16 @@ class SGD(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         for group in self.param_groups:
-            hyper = {k: group[k] for k in ("lr", "momentum", "dampening", "nesterov", "weight_decay")}
+            hyper = {k: group[k] for k in ("lr", "momentum", "nesterov", "weight_decay")}
+            classical = group["formulation"] == "classical"
             for p in group["params"]:
                 if p.grad is None:
                     continue
                 state = self.state[p]
-                velocity = sgd_update(p, p.grad, state.get("momentum_buffer"), **hyper)
+                if classical:
+                    state["velocity"] = classical_momentum_update(p, p.grad, state.get("velocity"), **hyper)
+                    continue
+                velocity = sgd_update(p, p.grad, state.get("momentum_buffer"), dampening=group["dampening"], **hyper)
                 if velocity is not None:
                     state["momentum_buffer"] = velocity
         return loss
