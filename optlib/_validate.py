@@ -5,7 +5,7 @@ import math
 
 
 def _number(name: str, value) -> float:
-    if isinstance(value, bool):  # True would otherwise pass as 1.0
+    if isinstance(value, (bool, str, bytes)):  # True would pass as 1.0, "0.1" as 0.1, and fail later
         raise TypeError(f"{name} must be a real number, got {value!r}")
     if not isinstance(value, (int, float)):
         try:

@@ -8,7 +8,9 @@ form ``torch.optim.lr_scheduler.LambdaLR`` takes, so every schedule works with P
 
 and :func:`optlib.plot.schedules` draws several in one call. The factors equal those of
 ``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR``, ``LinearLR`` and ``SequentialLR`` with the
-corresponding arguments (tested step by step).
+corresponding arguments (tested step by step), with one deliberate difference: after its
+``total_steps`` :func:`cosine` stays at its minimum, whereas ``CosineAnnealingLR`` (periodic)
+rises again.
 """
 from __future__ import annotations
 
@@ -51,9 +53,14 @@ def step_decay(step_size: int, gamma: float = 0.1) -> Schedule:
 
 def multistep(milestones: Sequence[int], gamma: float = 0.1) -> Schedule:
     r"""γ^(number of milestones ≤ t): drop the lr by γ at each milestone, e.g. epochs 30, 60, 90 (``MultiStepLR``)."""
-    milestones = sorted(milestones)
-    if not milestones or any(isinstance(m, bool) or not isinstance(m, int) or m < 1 for m in milestones):
-        raise ValueError(f"milestones must be a non-empty list of positive integers, got {milestones!r}")
+    message = f"milestones must be a non-empty list of positive integers, got {milestones!r}"
+    try:
+        milestones = sorted(milestones)
+    except TypeError:  # not iterable, or not comparable
+        raise TypeError(message) from None
+    if not milestones or any(isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1 for m in milestones):
+        raise ValueError(message)
+    milestones = [int(m) for m in milestones]
     _validate.positive("gamma", gamma)
 
     def schedule(t: int) -> float:

@@ -30,7 +30,7 @@ def _grads(params) -> list[torch.Tensor]:
 
 def global_grad_norm(params: Iterable[torch.Tensor] | torch.Tensor, norm_type: float = 2.0) -> torch.Tensor:
     """‖g‖ over all parameters' gradients taken as one vector (0 when no parameter has a gradient)."""
-    norm_type = float(norm_type)
+    norm_type = float(_validate._number("norm_type", norm_type))  # a bool or a string is a TypeError
     if not (norm_type == math.inf or norm_type > 0):
         raise ValueError(f"norm_type must be > 0 or inf, got {norm_type}")
     grads = _grads(params)
@@ -47,7 +47,8 @@ def clip_grad_norm_(params: Iterable[torch.Tensor] | torch.Tensor, max_norm: flo
     With ``error_if_nonfinite=True`` a NaN/inf norm raises instead of silently writing NaN into every
     gradient (what scaling by a NaN factor would do).
     """
-    _validate.positive("max_norm", max_norm)
+    if not _validate._number("max_norm", max_norm) > 0:  # inf is allowed: no clipping, as in torch
+        raise ValueError(f"max_norm must be > 0, got {max_norm}")
     params = [params] if isinstance(params, torch.Tensor) else list(params)
     total = global_grad_norm(params, norm_type)
     grads = _grads(params)

@@ -327,3 +327,203 @@ def test_every_registered_optimizer_decreases_a_quadratic(name):
     trace = run.minimize(fn, fn.start, OPTIMIZERS[name], steps=30, lr=lr)
     assert isinstance(OPTIMIZERS[name]([torch.zeros(2, requires_grad=True)], lr=0.1), torch.optim.Optimizer)
     assert trace.final_loss < 0.1 * trace.loss[0]
+
+
+# ------------------------------------------- SGD on a random multi-tensor problem, 60 steps
+
+MATCH = dict(rtol=1e-10, atol=1e-13)  # float64; optlib performs torch's operations, so this is rounding-level
+SHAPES = [(6, 5), (6,), (3, 6), (3,), ()]  # an MLP 5 -> 6 -> 3 and a scalar temperature
+
+
+def make_mlp_problem(seed=0, steps=60, batch=8):
+    """A random float64 problem with several parameter tensors of different shapes and a fresh
+    minibatch for every step: ``loss_fn(params, k)`` is the loss of step k. The scalar parameter
+    takes no part in steps 0-2, so it has no gradient there (optimizers must skip it, as torch does)."""
+    g = torch.Generator().manual_seed(seed)
+    params = [(0.5 * torch.randn(s, generator=g, dtype=torch.float64)).requires_grad_(True) for s in SHAPES]
+    batches = [(torch.randn(batch, 5, generator=g, dtype=torch.float64), torch.randint(0, 3, (batch,), generator=g))
+               for _ in range(steps)]
+
+    def loss_fn(params, k):
+        W1, b1, W2, b2, s = params
+        if k < 3:
+            s = s.detach()
+        X, y = batches[k]
+        logits = (torch.tanh(X @ W1.T + b1) @ W2.T + b2) * torch.exp(s)
+        return torch.nn.functional.cross_entropy(logits, y) + 0.01 * (W1**4).sum()
+
+    return params, loss_fn
+
+
+def build_groups(cls, params, spec):
+    """``cls`` on ``params``: ``spec`` is a dict (one group) or a list of ``(indices, hyperparameters)``."""
+    if isinstance(spec, dict):
+        return cls(params, **spec)
+    return cls([dict(params=[params[i] for i in idx], **hyper) for idx, hyper in spec])
+
+
+def step_k(optimizer, params, loss_fn, k):
+    optimizer.zero_grad()
+    loss = loss_fn(params, k)
+    loss.backward()
+    optimizer.step()
+    return loss.item()
+
+
+def assert_matches_torch(ours_cls, theirs_cls, spec, steps=60, seed=0):
+    """Run optlib's and torch's optimizer side by side; the iterates must agree at every step."""
+    ours_p, loss_fn = make_mlp_problem(seed, steps)
+    theirs_p = clone_params(ours_p)
+    start = clone_params(ours_p)
+    ours, theirs = build_groups(ours_cls, ours_p, spec), build_groups(theirs_cls, theirs_p, spec)
+    for k in range(steps):
+        step_k(ours, ours_p, loss_fn, k)
+        step_k(theirs, theirs_p, loss_fn, k)
+        for i, (a, b) in enumerate(zip(ours_p, theirs_p)):
+            torch.testing.assert_close(a, b, **MATCH, msg=lambda m: f"step {k}, parameter {i}: {m}")
+    # the comparison means something only if every parameter moved well beyond the tolerance
+    assert all((a - s).abs().max() > 1e-3 for a, s in zip(ours_p, start))
+
+
+def assert_resumes_bit_identically(cls, spec, steps_before=7, steps_after=8):
+    """Save a state_dict mid-run, load it into a fresh optimizer on fresh copies of the parameters:
+    the continued run equals the uninterrupted one exactly."""
+    params, loss_fn = make_mlp_problem(steps=steps_before + steps_after)
+    optimizer = build_groups(cls, params, spec)
+    for k in range(steps_before):
+        step_k(optimizer, params, loss_fn, k)
+    buffer = io.BytesIO()
+    torch.save(optimizer.state_dict(), buffer)
+    buffer.seek(0)
+    resumed_p = clone_params(params)
+    resumed = build_groups(cls, resumed_p, spec)
+    for group in resumed.param_groups:
+        group["lr"] *= 3.0  # overwritten by load_state_dict
+    resumed.load_state_dict(torch.load(buffer))
+    assert [g["lr"] for g in resumed.param_groups] == [g["lr"] for g in optimizer.param_groups]
+    for k in range(steps_before, steps_before + steps_after):
+        step_k(optimizer, params, loss_fn, k)
+        step_k(resumed, resumed_p, loss_fn, k)
+    for i, (a, b) in enumerate(zip(params, resumed_p)):
+        assert torch.equal(a, b), f"parameter {i} differs after resuming"
+        for key, value in optimizer.state[a].items():
+            other = resumed.state[b][key]
+            assert torch.equal(value, other) if isinstance(value, torch.Tensor) else value == other, key
+
+
+SGD_CONFIGS = {
+    "plain + weight decay": dict(lr=0.1, weight_decay=0.05),
+    "momentum + weight decay": dict(lr=0.05, momentum=0.9, weight_decay=0.01),
+    "dampening": dict(lr=0.05, momentum=0.8, dampening=0.3),
+    "nesterov + weight decay": dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.02),
+    "groups": [([0, 1], dict(lr=0.1, momentum=0.9, weight_decay=0.05)),
+               ([2, 3], dict(lr=0.02, momentum=0.5, nesterov=True)),
+               ([4], dict(lr=0.2, weight_decay=0.1))],
+}
+
+
+@pytest.mark.parametrize("config", list(SGD_CONFIGS))
+def test_sgd_matches_torch_on_a_multi_tensor_problem_over_60_steps(config):
+    assert_matches_torch(SGD, torch.optim.SGD, SGD_CONFIGS[config])
+
+
+CLASSICAL = {
+    "momentum": dict(lr=0.05, momentum=0.9),
+    "nesterov": dict(lr=0.05, momentum=0.9, nesterov=True),
+    "nesterov + weight decay": dict(lr=0.03, momentum=0.8, nesterov=True, weight_decay=0.05),
+    "groups": [([0, 1, 4], dict(lr=0.05, momentum=0.9)), ([2, 3], dict(lr=0.1, momentum=0.5, nesterov=True))],
+}
+
+
+def run_sgd(spec, formulation, steps=60, lr_change=None):
+    params, loss_fn = make_mlp_problem(steps=steps)
+    if isinstance(spec, dict):
+        spec = dict(spec, formulation=formulation)
+    else:
+        spec = [(idx, dict(hyper, formulation=formulation)) for idx, hyper in spec]
+    optimizer = build_groups(SGD, params, spec)
+    for k in range(steps):
+        if k == lr_change:
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.1
+        step_k(optimizer, params, loss_fn, k)
+    return params, optimizer
+
+
+@pytest.mark.parametrize("config", list(CLASSICAL))
+def test_classical_momentum_gives_the_same_iterates_with_a_constant_lr(config):
+    torch_form, opt_t = run_sgd(CLASSICAL[config], "torch")
+    classical, opt_c = run_sgd(CLASSICAL[config], "classical")
+    for a, b in zip(torch_form, classical):
+        torch.testing.assert_close(a, b, **MATCH)
+    # the velocities differ by the factor -lr: v_classical = -lr * v_torch
+    for group_t, group_c in zip(opt_t.param_groups, opt_c.param_groups):
+        for p, q in zip(group_t["params"], group_c["params"]):
+            torch.testing.assert_close(opt_c.state[q]["velocity"], -group_t["lr"] * opt_t.state[p]["momentum_buffer"],
+                                       **MATCH)
+
+
+@pytest.mark.parametrize("config", ["momentum", "nesterov"])
+def test_classical_momentum_differs_after_an_lr_change(config):
+    torch_form, _ = run_sgd(CLASSICAL[config], "torch", steps=30, lr_change=20)
+    classical, _ = run_sgd(CLASSICAL[config], "classical", steps=30, lr_change=20)
+    before_t, _ = run_sgd(CLASSICAL[config], "torch", steps=20)
+    before_c, _ = run_sgd(CLASSICAL[config], "classical", steps=20)
+    for a, b in zip(before_t, before_c):
+        torch.testing.assert_close(a, b, **MATCH)
+    # after lr drops 10x, the classical velocity still carries steps of the old size
+    difference = max((a - b).abs().max().item() for a, b in zip(torch_form, classical))
+    assert difference > 1e-4
+
+
+def test_classical_momentum_by_hand():
+    # constant gradient g = 2 with lr 0.1, rho 0.5: v1 = -0.2, v2 = 0.5 v1 - 0.2 = -0.3 (x: -0.2, -0.5);
+    # halving lr before step 3: v3 = 0.5 v2 - 0.1 = -0.25, whereas torch's form steps -0.05 * (0.5 * 3 + 2) = -0.175
+    x = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    y = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    classical, torch_form = SGD([x], lr=0.1, momentum=0.5, formulation="classical"), SGD([y], lr=0.1, momentum=0.5)
+    for k in range(3):
+        for opt, p in ((classical, x), (torch_form, y)):
+            if k == 2:
+                opt.param_groups[0]["lr"] = 0.05
+            opt.zero_grad()
+            (2.0 * p).sum().backward()
+            opt.step()
+        if k == 1:
+            assert x.item() == pytest.approx(-0.5) and y.item() == pytest.approx(-0.5)
+    assert x.item() == pytest.approx(-0.75)
+    assert y.item() == pytest.approx(-0.675)
+    assert classical.state[x]["velocity"].item() == pytest.approx(-0.25)
+
+
+SGD_STATE_CONFIGS = {
+    "plain": dict(lr=0.1, weight_decay=0.01),
+    "momentum": dict(lr=0.05, momentum=0.9, dampening=0.1),
+    "nesterov": dict(lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.01),
+    "classical": dict(lr=0.05, momentum=0.9, formulation="classical"),
+    "classical nesterov": dict(lr=0.05, momentum=0.9, nesterov=True, formulation="classical"),
+    "groups, both formulations": [([0, 1], dict(lr=0.05, momentum=0.9)),
+                                  ([2, 3, 4], dict(lr=0.1, momentum=0.5, nesterov=True, formulation="classical"))],
+}
+
+
+@pytest.mark.parametrize("config", list(SGD_STATE_CONFIGS))
+def test_sgd_state_dict_mid_run_resumes_bit_identically(config):
+    assert_resumes_bit_identically(SGD, SGD_STATE_CONFIGS[config])
+
+
+@pytest.mark.parametrize("kwargs,error,message", [
+    (dict(momentum=0.9, dampening=0.1, formulation="classical"), ValueError, r"classical formulation has no dampening"),
+    (dict(formulation="heavy-ball"), ValueError, r"formulation must be one of \['classical', 'torch'\]"),
+    (dict(momentum=float("nan")), ValueError, r"momentum must not be NaN"),
+    (dict(dampening=-0.5), ValueError, r"dampening must be in \[0(\.0)?, 1(\.0)?\], got -0.5"),
+    (dict(lr=True), TypeError, r"lr must be a real number, got True"),
+    (dict(momentum=True), TypeError, r"momentum must be a real number, got True"),
+    (dict(weight_decay=False), TypeError, r"weight_decay must be a real number, got False"),
+    (dict(momentum=0.9, dampening=True), TypeError, r"dampening must be a real number, got True"),
+    (dict(lr=[0.1]), TypeError, r"lr must be a real number, got \[0.1\]"),
+    (dict(momentum=0.9, nesterov=1), TypeError, r"nesterov must be True or False, got 1"),
+])
+def test_sgd_more_invalid_hyperparameters(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        SGD([torch.zeros(2, requires_grad=True)], **kwargs)

@@ -70,3 +70,10 @@ def test_one_of_lists_the_choices():
     assert v.one_of("mode", "a", ("a", "b")) == "a"
     with pytest.raises(ValueError, match=r"mode must be one of \['a', 'b'\], got 'c'"):
         v.one_of("mode", "c", ("b", "a"))
+
+
+@pytest.mark.parametrize("text", ["0.1", b"0.1"])
+def test_strings_are_not_numbers(text):
+    # float("0.1") would accept it, and an optimizer would store the string and fail only at step()
+    with pytest.raises(TypeError, match="lr must be a real number"):
+        v.at_least("lr", text, 0.0)

@@ -164,7 +164,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step: int, lr: float, beta1
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
     if bias_correction:
         step_size = lr / (1 - beta1 ** step)
-        denom = (exp_avg_sq.sqrt() / (1 - beta2 ** step) ** 0.5).add_(eps)
+        denom = exp_avg_sq.sqrt().div_((1 - beta2 ** step) ** 0.5).add_(eps)  # in place: one temporary, not two
     else:
         step_size = lr
         denom = exp_avg_sq.sqrt().add_(eps)
