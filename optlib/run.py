@@ -196,8 +196,8 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
 def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: int | None = None,
           epochs: int | None = None, batch_size: int | None = None, eval_every: int | None = None,
           generator: torch.Generator | None = None, scheduler: Callable | None = None,
-          clip_grad_norm: float | None = None, on_nonfinite: str = "raise", progress: bool = False,
-          name: str | None = None, **hyperparams) -> Trace:
+          clip_grad_norm: float | None = None, drop_last: bool = False, on_nonfinite: str = "raise",
+          progress: bool = False, name: str | None = None, **hyperparams) -> Trace:
     """Train ``model`` on ``data`` with ``method(model.parameters(), **hyperparams)``.
 
     Give ``steps`` or ``epochs``; ``batch_size=None`` means full-batch gradient descent.
@@ -206,7 +206,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     ``optimizer -> LRScheduler`` stepped after every optimizer step (e.g.
     ``lambda opt: schedules.scheduler(opt, schedules.cosine(steps))``). ``clip_grad_norm=c`` clips
     the gradients to global norm at most c before each step; ``trace.grad_norm`` holds the norms
-    before clipping, which is what monitoring needs.
+    before clipping, which is what monitoring needs. ``drop_last=True`` skips the short last
+    minibatch of each epoch (whose gradient is noisier than the others').
     """
     from optlib.models import accuracy
 
@@ -214,7 +215,9 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
         raise ValueError("give exactly one of steps or epochs")
     n = len(data.X_train)
     batch_size = n if batch_size is None else _validate.positive_int("batch_size", batch_size)
-    batches_per_epoch = math.ceil(n / batch_size)
+    if drop_last and batch_size > n:
+        raise ValueError(f"drop_last with batch_size {batch_size} > {n} training examples leaves no minibatch")
+    batches_per_epoch = n // batch_size if drop_last else math.ceil(n / batch_size)
     total = _validate.positive_int("steps", steps) if steps is not None else \
         _validate.positive_int("epochs", epochs) * batches_per_epoch
     if eval_every is not None:
@@ -241,7 +244,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     model.train()
     while step < total:
         for X, y in minibatches(data.X_train, data.y_train, batch_size, generator=generator,
-                                shuffle=batch_size < n):
+                                shuffle=batch_size < n, drop_last=drop_last):
             if eval_every and step % eval_every == 0:
                 evaluate(step)
             seen = {}

@@ -236,3 +236,19 @@ def test_train_nonfinite(digits):
 def test_train_bad_arguments(digits, kwargs, error):
     with pytest.raises(ValueError, match=error):
         train(linear(digits), softmax_loss, digits, SGD, lr=0.1, **kwargs)
+
+
+def test_train_drop_last_skips_the_short_minibatch(digits):
+    n = len(digits.X_train)
+    batch = 64
+    assert n % batch, "the test needs a short last batch"
+    model = LinearClassifier(digits.num_features, digits.num_classes)
+    kept = train(model, softmax_loss, digits, SGD, epochs=2, batch_size=batch, lr=0.01,
+                 generator=torch.Generator().manual_seed(0))
+    model = LinearClassifier(digits.num_features, digits.num_classes)
+    dropped = train(model, softmax_loss, digits, SGD, epochs=2, batch_size=batch, lr=0.01, drop_last=True,
+                    generator=torch.Generator().manual_seed(0))
+    assert kept.steps == 2 * math.ceil(n / batch)
+    assert dropped.steps == 2 * (n // batch)
+    with pytest.raises(ValueError, match="leaves no minibatch"):
+        train(model, softmax_loss, digits, SGD, epochs=1, batch_size=n + 1, drop_last=True, lr=0.01)

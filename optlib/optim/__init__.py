@@ -17,6 +17,7 @@ OPTIMIZERS = {
     "AdaGrad": AdaGrad,
     "RMSProp": RMSProp,
     "Adam": Adam,
+    "AdamW": AdamW,
     "Newton": Newton,
     "saddle-free Newton": partial(Newton, mode="saddle_free", damping=1e-3),
 }
