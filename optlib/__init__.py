@@ -10,7 +10,13 @@ Modules are named after what they hold:
 - :mod:`optlib.grad`       numerical gradients, gradient check, Hessians
 - :mod:`optlib.search`     random search and random local search
 - :mod:`optlib.geometry`   curvature, critical points, convexity checks, random Hessians, basins
-- :mod:`optlib.optim`      optimizers (``torch.optim.Optimizer`` subclasses)
+- :mod:`optlib.optim`      optimizers (``torch.optim.Optimizer`` subclasses), one file per family
+- :mod:`optlib.schedules`  learning-rate schedules as LambdaLR factors
+- :mod:`optlib.stability`  gradient norms, clipping, NaN/inf checks
+- :mod:`optlib.convergence` rates of GD and momentum on quadratics, convex bounds, slope fits
+- :mod:`optlib.preconditioning` Hessian and Fisher diagonals, what adaptive methods estimate
+- :mod:`optlib.monitoring` per-layer gradient norms, sharpness, regularized softmax regression
+- :mod:`optlib.tuning`     learning-rate sweeps on a validation split, steps and time to target
 - :mod:`optlib.run`        run loops that record a :class:`~optlib.run.Trace`
 - :mod:`optlib.plot`       every figure of the book
 - :mod:`optlib.widgets`    every interactive control of the book
