@@ -128,13 +128,15 @@ class _Recorder:
 
 def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int = 100, *,
              noise_std: float = 0.0, generator: torch.Generator | None = None, record_params: bool = True,
-             clip_grad_norm: float | None = None, on_nonfinite: str = "raise", progress: bool = False,
-             name: str | None = None, device=None, dtype: torch.dtype = torch.float64, **hyperparams) -> Trace:
+             clip_grad_norm: float | None = None, scheduler: Callable | None = None, on_nonfinite: str = "raise",
+             progress: bool = False, name: str | None = None, device=None, dtype: torch.dtype = torch.float64,
+             **hyperparams) -> Trace:
     """Minimize ``fn`` from ``x0`` with ``method(params, **hyperparams)`` for ``steps`` steps.
 
     ``noise_std > 0`` adds N(0, noise_std²) noise to every gradient, a stand-in for minibatch
     noise. ``clip_grad_norm=c`` clips every gradient to norm at most c (the trace records the norm
-    before clipping). ``on_nonfinite='raise'`` raises :class:`NonFiniteLossError` when the loss turns NaN/inf;
+    before clipping). ``scheduler`` is a factory ``optimizer -> LRScheduler`` stepped after every
+    step, as in :func:`train`. ``on_nonfinite='raise'`` raises :class:`NonFiniteLossError` when the loss turns NaN/inf;
     ``'stop'`` ends the run there and says why in ``trace.stopped``.
     The trace has ``steps + 1`` entries: the start point and the point after every step.
     """
@@ -146,6 +148,7 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
     x = torch.as_tensor(x0, dtype=torch.float64).detach().clone().reshape(-1)
     x = x.to(device=get_device(device), dtype=dtype).requires_grad_(True)
     optimizer = _build_optimizer(method, [x], hyperparams)
+    lr_scheduler = scheduler(optimizer) if scheduler is not None else None
     calls_backward = getattr(optimizer, "closure_calls_backward", True)
     if (noise_std or clip_grad_norm) and not calls_backward:
         raise ValueError(f"noise_std and clip_grad_norm are not supported by {type(optimizer).__name__}")
@@ -182,6 +185,8 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
         bar.update(1)
         if not recorder.record(step, seen["loss"], grad_norm, lr, start_point):
             break
+        if lr_scheduler is not None:
+            lr_scheduler.step()
     bar.close()
     if trace.stopped is None:
         x_final = x.detach().clone().requires_grad_(True)

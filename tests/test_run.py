@@ -252,3 +252,17 @@ def test_train_drop_last_skips_the_short_minibatch(digits):
     assert dropped.steps == 2 * (n // batch)
     with pytest.raises(ValueError, match="leaves no minibatch"):
         train(model, softmax_loss, digits, SGD, epochs=1, batch_size=n + 1, drop_last=True, lr=0.01)
+
+
+def test_minimize_scheduler_sets_the_lr_of_each_step():
+    from optlib import schedules
+
+    fn = functions.Quadratic(condition_number=4.0)
+    trace = minimize(fn, fn.start, SGD, steps=10, lr=0.1,
+                     scheduler=lambda opt: schedules.scheduler(opt, schedules.step_decay(4, 0.5)))
+    assert trace.lr[:10] == pytest.approx([0.1] * 4 + [0.05] * 4 + [0.025] * 2)
+    # the iterates are those of a hand-written loop with the same step sizes
+    x = torch.as_tensor(fn.start, dtype=torch.float64).clone()
+    for lr in trace.lr[:10]:
+        x = x - lr * fn.gradient(x)
+    np.testing.assert_allclose(trace.path()[-1], x.numpy(), rtol=1e-12)
