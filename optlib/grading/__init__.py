@@ -1,0 +1,196 @@
+"""Exercise checks: immediate feedback in a notebook, and the tests behind the batch grader.
+
+Each chapter's questions live in ``optlib.grading.questions.chNN_name`` (for the notebook
+``solutions/NN_name.ipynb``) as a list ``QUESTIONS`` of :class:`Question`. A question's test is
+a function of the learner's namespace (the notebook's globals) that raises :class:`CheckFailed`
+with a helpful message when the answer is wrong, built from :func:`require`, :func:`expect_close`
+and :func:`expect`. Reference values are computed inside the test (closed forms, optlib, torch),
+never read from the notebook, and compared with tolerances, never as printed text.
+
+In a notebook::
+
+    from optlib.grading import checker
+    check = checker("05_momentum")
+    ...
+    check("q1")        # prints "q1 passed (2/2 points)" or "q1 failed: <why>"
+
+Because the tests are importable from optlib, ``check`` works in Colab, where the notebook file
+itself is not at hand.
+"""
+from __future__ import annotations
+
+import importlib
+import re
+import sys
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping
+
+import numpy as np
+import torch
+
+__all__ = ["CheckFailed", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
+           "load_questions", "module_name", "require"]
+
+_CHAPTER = re.compile(r"^(\d{2})_([a-z0-9_]+)$")
+
+
+class CheckFailed(AssertionError):
+    """The answer to a question is wrong or missing; the message says what to look at."""
+
+
+@dataclass(frozen=True)
+class Question:
+    """One gradable task: ``test(namespace)`` returns normally when the answer is right."""
+
+    id: str
+    points: int
+    test: Callable[[Mapping[str, Any]], None]
+    title: str = ""
+
+    def __post_init__(self):
+        if not re.fullmatch(r"q\d+", self.id):
+            raise ValueError(f"question ids are q1, q2, ...; got {self.id!r}")
+        if isinstance(self.points, bool) or not isinstance(self.points, int) or self.points < 1:
+            raise ValueError(f"points must be a positive integer, got {self.points!r}")
+
+
+@dataclass
+class Result:
+    """The outcome of one question: points earned of ``points``, and why points were lost."""
+
+    question: str
+    points: int
+    earned: int
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.earned == self.points
+
+
+def module_name(chapter: str) -> str:
+    """``"05_momentum"`` -> ``"optlib.grading.questions.ch05_momentum"``."""
+    match = _CHAPTER.match(chapter)
+    if not match:
+        raise ValueError(f"chapter must look like '05_momentum' (the notebook's file stem), got {chapter!r}")
+    return f"optlib.grading.questions.ch{match.group(1)}_{match.group(2)}"
+
+
+def load_questions(chapter: str) -> list[Question]:
+    """The chapter's questions, in order; a clear error when the chapter has none."""
+    try:
+        module = importlib.import_module(module_name(chapter))
+    except ModuleNotFoundError as err:
+        raise ValueError(f"no questions for chapter {chapter!r} (module {module_name(chapter)})") from err
+    questions = list(module.QUESTIONS)
+    ids = [q.id for q in questions]
+    if len(set(ids)) != len(ids):
+        raise ValueError(f"{module.__name__}: duplicate question ids {ids}")
+    return questions
+
+
+def _describe(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, np.ndarray):
+        return f"array of shape {value.shape} and dtype {value.dtype}"
+    return f"{type(value).__name__} {value!r}"[:200]
+
+
+def require(namespace: Mapping[str, Any], name: str, kind: type | tuple[type, ...] | str | None = None):
+    """``namespace[name]``, or :class:`CheckFailed` saying it is missing or of the wrong kind.
+
+    ``kind`` is a type (or tuple of types), or ``"callable"``.
+    """
+    if name not in namespace:
+        raise CheckFailed(f"`{name}` is not defined: run the cell that defines it (and the cells above it)")
+    value = namespace[name]
+    if kind == "callable":
+        if not callable(value):
+            raise CheckFailed(f"`{name}` should be a function, got {_describe(value)}")
+    elif kind is not None and not isinstance(value, kind):
+        expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise CheckFailed(f"`{name}` should be a {expected}, got {_describe(value)}")
+    return value
+
+
+def expect(condition, message: str) -> None:
+    """:class:`CheckFailed` with ``message`` unless ``condition`` is true."""
+    if not bool(condition):
+        raise CheckFailed(message)
+
+
+def _as_tensor(value, what: str) -> torch.Tensor:
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu()
+    try:
+        array = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"{what} should be a number or an array of numbers, got {_describe(value)}") from None
+    return torch.from_numpy(array)
+
+
+def expect_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, what: str = "the result") -> None:
+    """:class:`CheckFailed` unless ``actual`` matches ``expected`` within ``|a − e| <= atol + rtol·|e|``.
+
+    Accepts numbers, arrays and tensors (compared in float64 on the CPU); shapes must agree. The
+    message gives the expected and actual values (or the largest mismatch) so the learner can act.
+    """
+    a = _as_tensor(actual, what).to(torch.float64)
+    e = _as_tensor(expected, "the expected value").to(torch.float64)
+    if a.shape != e.shape:
+        raise CheckFailed(f"{what} has shape {tuple(a.shape)}, expected {tuple(e.shape)}")
+    if not torch.isfinite(a).all():
+        raise CheckFailed(f"{what} contains NaN or inf")
+    error = (a - e).abs()
+    allowed = atol + rtol * e.abs()
+    if (error <= allowed).all():
+        return
+    if a.numel() == 1:
+        raise CheckFailed(f"{what} is {a.item():.6g}, expected {e.item():.6g} (tolerance {allowed.item():.1g})")
+    worst = int(torch.argmax(error - allowed))
+    index = tuple(int(i) for i in np.unravel_index(worst, tuple(a.shape)))
+    bad = int((error > allowed).sum())
+    raise CheckFailed(f"{what}: {bad} of {a.numel()} entries differ; at index {index} got "
+                      f"{a.reshape(-1)[worst].item():.6g}, expected {e.reshape(-1)[worst].item():.6g}")
+
+
+def check_namespace(chapter: str, namespace: Mapping[str, Any], only: str | None = None) -> list[Result]:
+    """Run the chapter's tests (or only question ``only``) against ``namespace``; never raises for a wrong answer.
+
+    A test that raises anything other than :class:`CheckFailed` (a crash inside the learner's
+    function, say) also scores 0, with the exception named in the message.
+    """
+    questions = load_questions(chapter)
+    if only is not None:
+        questions = [q for q in questions if q.id == only]
+        if not questions:
+            raise ValueError(f"chapter {chapter!r} has no question {only!r}")
+    results = []
+    for q in questions:
+        try:
+            q.test(namespace)
+        except CheckFailed as failure:
+            results.append(Result(q.id, q.points, 0, str(failure) or "wrong answer"))
+        except NotImplementedError:
+            results.append(Result(q.id, q.points, 0, "not answered yet (the stub raises NotImplementedError)"))
+        except Exception as error:  # the learner's code crashed inside the test
+            results.append(Result(q.id, q.points, 0, f"your code raised {type(error).__name__}: {error}"[:500]))
+        else:
+            results.append(Result(q.id, q.points, q.points))
+    return results
+
+
+def checker(chapter: str) -> Callable[[str], None]:
+    """A ``check(question_id)`` function for one chapter's notebook; it reads the caller's globals."""
+    load_questions(chapter)  # fail early on a wrong chapter name
+
+    def check(question: str) -> None:
+        namespace = sys._getframe(1).f_globals
+        (result,) = check_namespace(chapter, namespace, only=question)
+        if result.passed:
+            print(f"{question} passed ({result.earned}/{result.points} points)")
+        else:
+            print(f"{question} failed: {result.message}")
+
+    return check
