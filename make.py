@@ -6,6 +6,9 @@
     python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
     python3 make.py colab-cell               write the Colab set-up cell into every chapter
     python3 make.py lock                     refresh requirements.txt from the current .venv
+    python3 make.py exercises                generate exercises/ from solutions/ (stubs, no outputs)
+    python3 make.py grade SUBMISSIONS_DIR [--out DIR] [--timeout SECONDS] [--gradescope] [--jobs N]
+                                             grade a folder of submitted notebooks (JSON + CSV reports)
 """
 from __future__ import annotations
 
@@ -89,7 +92,17 @@ def lock(args) -> None:
     _say(f"requirements.txt: {len(frozen)} pins")
 
 
-COMMANDS = {"book": book, "test": test, "execute": execute, "colab-cell": colab_cell, "lock": lock}
+def exercises(args) -> None:
+    ensure_env()
+    _run(PY, "-m", "optlib.grading.exercises", *args)
+
+
+def grade(args) -> None:
+    ensure_env()
+    _run(PY, "-m", "optlib.grading.batch", *args)
+
+
+COMMANDS = {"book": book, "test": test, "execute": execute, "colab-cell": colab_cell, "lock": lock, "exercises": exercises, "grade": grade}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

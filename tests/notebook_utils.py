@@ -11,10 +11,15 @@ WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
 
-def toc_chapters() -> list[str]:
-    """Chapter paths (without suffix) in the order of _toc.yml."""
+def toc_entries() -> list[str]:
+    """Every page of _toc.yml (without suffix), in order: chapters and the learners'/instructors' pages."""
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     return [entry["file"] for part in toc["parts"] for entry in part["chapters"]]
+
+
+def toc_chapters() -> list[str]:
+    """Chapter notebooks (chapters/NN_name, without suffix) in the order of _toc.yml."""
+    return [entry for entry in toc_entries() if entry.startswith("chapters/")]
 
 
 def notebook_paths(*folders: str) -> list[Path]:

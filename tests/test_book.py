@@ -32,6 +32,8 @@ def test_index_and_every_chapter_are_built(html):
     assert (html / "index.html").exists()
     for chapter in toc_chapters():
         assert (html / f"{chapter}.html").exists(), f"{chapter} missing from the build"
+    for page in ("exercises", "instructors"):  # the unnumbered part for learners and instructors
+        assert (html / f"{page}.html").exists(), f"{page} missing from the build"
 
 
 @pytest.mark.parametrize("chapter", toc_chapters())

@@ -1,5 +1,9 @@
 """Properties every committed notebook must have; nbval checks that its outputs reproduce.
 
+Rules for chapters only (Colab cell, title and closing sections, widget) are not asked of
+solutions/ (exercise notebooks); "every code cell executed", "no stored errors" and the
+trailing-semicolon rule apply to both.
+
 nbval passes a notebook whose cells were never executed, so these tests make sure every
 code cell of chapters/ and solutions/ was executed, in order, in one run.
 """
@@ -112,3 +116,22 @@ def test_no_cell_relies_on_a_trailing_semicolon(path):
     for i, cell in enumerate(code_cells(read(path))):
         assert not _ends_with_silenced_expression(cell.source), \
             f"{path.name} cell {i} ends with `expression;`: assign the value instead (`ax = plot...(...)`)"
+
+
+def test_toc_ends_with_the_unnumbered_part_for_learners_and_instructors():
+    import yaml
+
+    parts = yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]
+    last = parts[-1]
+    assert last["caption"] == "For learners and instructors" and last.get("numbered") is False
+    assert [e["file"] for e in last["chapters"]] == ["exercises", "instructors"]
+    assert all(e["file"].startswith("chapters/") for part in parts[:-1] for e in part["chapters"])
+    for page in ("exercises", "instructors"):
+        assert (ROOT / f"{page}.md").exists()
+
+
+def test_exercises_page_links_every_exercise_notebook():
+    page = (ROOT / "exercises.md").read_text()
+    for path in notebook_paths("solutions"):
+        assert f"/blob/main/exercises/{path.name}" in page, f"exercises.md does not link exercises/{path.name}"
+        assert f"/blob/main/solutions/{path.name}" in page, f"exercises.md does not link solutions/{path.name}"

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 __all__ = ["CheckFailed", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
-           "load_questions", "module_name", "require"]
+           "load_questions", "module_name", "require", "run_questions"]
 
 _CHAPTER = re.compile(r"^(\d{2})_([a-z0-9_]+)$")
 
@@ -155,17 +155,13 @@ def expect_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, wh
                       f"{a.reshape(-1)[worst].item():.6g}, expected {e.reshape(-1)[worst].item():.6g}")
 
 
-def check_namespace(chapter: str, namespace: Mapping[str, Any], only: str | None = None) -> list[Result]:
-    """Run the chapter's tests (or only question ``only``) against ``namespace``; never raises for a wrong answer.
+def run_questions(questions, namespace: Mapping[str, Any]) -> list[Result]:
+    """Run each question's test against ``namespace``; never raises for a wrong answer.
 
     A test that raises anything other than :class:`CheckFailed` (a crash inside the learner's
-    function, say) also scores 0, with the exception named in the message.
+    function, say) also scores 0, with the exception named in the message. The batch grader
+    calls this on a freshly executed copy of this module inside the learner's kernel.
     """
-    questions = load_questions(chapter)
-    if only is not None:
-        questions = [q for q in questions if q.id == only]
-        if not questions:
-            raise ValueError(f"chapter {chapter!r} has no question {only!r}")
     results = []
     for q in questions:
         try:
@@ -179,6 +175,20 @@ def check_namespace(chapter: str, namespace: Mapping[str, Any], only: str | None
         else:
             results.append(Result(q.id, q.points, q.points))
     return results
+
+
+def check_namespace(chapter: str, namespace: Mapping[str, Any], only: str | None = None) -> list[Result]:
+    """Run the chapter's tests (or only question ``only``) against ``namespace``; never raises for a wrong answer.
+
+    A test that raises anything other than :class:`CheckFailed` (a crash inside the learner's
+    function, say) also scores 0, with the exception named in the message.
+    """
+    questions = load_questions(chapter)
+    if only is not None:
+        questions = [q for q in questions if q.id == only]
+        if not questions:
+            raise ValueError(f"chapter {chapter!r} has no question {only!r}")
+    return run_questions(questions, namespace)
 
 
 def checker(chapter: str) -> Callable[[str], None]:
