@@ -83,3 +83,19 @@ def test_bad_chapter_and_question_names(demo_chapter):
         G.Question("1", 1, lambda ns: None)
     with pytest.raises(ValueError, match="points"):
         G.Question("q1", 0, lambda ns: None)
+
+
+def test_as_number_and_require_number():
+    assert G.as_number(np.float32(0.5), "x") == 0.5
+    assert G.as_number(torch.tensor([2.0]), "x") == 2.0
+    assert G.require_number({"lr": 3}, "lr") == 3.0
+    with pytest.raises(G.CheckFailed, match="got a bool"):
+        G.as_number(True, "x")
+    with pytest.raises(G.CheckFailed, match="should be a number, got str"):
+        G.as_number("abc", "x")
+    with pytest.raises(G.CheckFailed, match="should be a number, got Tensor"):
+        G.as_number(torch.ones(3), "x")
+    with pytest.raises(G.CheckFailed, match="it should be finite"):
+        G.as_number(float("inf"), "x")
+    with pytest.raises(G.CheckFailed, match="`lr` is not defined"):
+        G.require_number({}, "lr")

@@ -1,30 +1,20 @@
 """The checks of chapter 2's exercises: a right answer scores full marks, a plausible wrong one 0."""
+from functools import partial
 import math
 
 import numpy as np
 import torch
 
 from optlib import grad
-from optlib.grading import check_namespace, load_questions
+from optlib.grading import load_questions
+
+import question_scoring
 
 CHAPTER = "02_gradients"
 F64 = torch.float64
 
-
-def score(namespace, question):
-    (result,) = check_namespace(CHAPTER, namespace, only=question)
-    return result
-
-
-def assert_full(namespace, question):
-    result = score(namespace, question)
-    assert result.earned == result.points, result.message
-
-
-def assert_zero(namespace, question):
-    result = score(namespace, question)
-    assert result.earned == 0 and result.message
-    return result.message
+assert_full = partial(question_scoring.assert_full, CHAPTER)
+assert_zero = partial(question_scoring.assert_zero, CHAPTER)
 
 
 def test_questions_are_listed_in_order():
@@ -80,10 +70,10 @@ def test_q1():
     assert_full({"numerical_gradient": fd_right}, "q1")
     assert_full({"numerical_gradient": lambda f, x, h=1e-5, method="central":
                  grad.numerical_gradient(f, x, h=h, method=method)}, "q1")
-    assert "evaluated f" in assert_zero({"numerical_gradient": fd_forward_twice}, "q1")
+    assert "evaluated f" in assert_zero({"numerical_gradient": fd_forward_twice}, "q1").message
     assert_zero({"numerical_gradient": fd_central_by_h}, "q1")
     assert_zero({"numerical_gradient": lambda f, x, h=1e-5, method="central": fd_right(f, x, h, "central")}, "q1")
-    assert "unchanged" in assert_zero({"numerical_gradient": fd_in_place}, "q1")
+    assert "unchanged" in assert_zero({"numerical_gradient": fd_in_place}, "q1").message
 
 
 # q2: the best step -----------------------------------------------------------------------------
@@ -104,7 +94,7 @@ def test_q2():
     assert_zero({**right, "best_step_forward": lambda f0, f2, eps: math.sqrt(eps)}, "q2")  # the rule of thumb
     assert_zero({**right, "best_step_central": lambda f0, f3, eps: (6 * eps * abs(f0 / f3)) ** (1 / 3)}, "q2")
     assert_zero({**right, "best_step_central": lambda f0, f3, eps: (3 * eps * f0 / f3) ** (1 / 3)}, "q2")  # signs
-    assert "far from" in assert_zero({**right, "measured_best_h": measured(torch.float32)}, "q2")
+    assert "far from" in assert_zero({**right, "measured_best_h": measured(torch.float32)}, "q2").message
     assert_zero({**right, "measured_best_h": measured(worst=True)}, "q2")
 
 
@@ -159,7 +149,7 @@ def test_q4():
     assert_zero({"softmax_input_grad": lambda W, X, y: input_grad_right(W, X, y) * len(y)}, "q4")  # sum, not mean
     wrong_sign = lambda W, X, y: -input_grad_right(W, X, y)  # noqa: E731
     assert_zero({"softmax_input_grad": wrong_sign}, "q4")
-    assert "shape" in assert_zero({"softmax_input_grad": lambda W, X, y: input_grad_right(W, X, y).T}, "q4")
+    assert "shape" in assert_zero({"softmax_input_grad": lambda W, X, y: input_grad_right(W, X, y).T}, "q4").message
 
 
 # q5: the gradient check ------------------------------------------------------------------------
@@ -185,8 +175,8 @@ def max_rel_forward(f, x, analytic, h=1e-5):
 def test_q5():
     assert_full({"max_relative_error": max_rel_right}, "q5")
     assert_zero({"max_relative_error": max_rel_by_analytic}, "q5")
-    assert "NaN" in assert_zero({"max_relative_error": max_rel_nan}, "q5")
-    assert "CORRECT" in assert_zero({"max_relative_error": max_rel_forward}, "q5")
+    assert "NaN" in assert_zero({"max_relative_error": max_rel_nan}, "q5").message
+    assert "CORRECT" in assert_zero({"max_relative_error": max_rel_forward}, "q5").message
 
 
 # q6: sampled checks ----------------------------------------------------------------------------
@@ -214,7 +204,7 @@ def test_q6():
              "checks_needed": checks_right, "measured_miss": simulate()}
     assert_full(right, "q6")
     assert_zero({**right, "miss_probability": lambda d, bad, k: (1 - bad / d) ** k}, "q6")  # with replacement
-    assert "SMALLEST" in assert_zero({**right, "checks_needed": lambda d, bad, t: checks_right(d, bad, t) + 1}, "q6")
+    assert "SMALLEST" in assert_zero({**right, "checks_needed": lambda d, bad, t: checks_right(d, bad, t) + 1}, "q6").message
     assert_zero({**right, "measured_miss": 1 - simulate()}, "q6")
 
 
@@ -237,6 +227,6 @@ def hvp_in_place(f, x, v):
 def test_q7():
     assert_full({"hvp": hvp_right}, "q7")
     assert_zero({"hvp": hvp_gradient_times_v}, "q7")
-    assert "copy" in assert_zero({"hvp": hvp_in_place}, "q7")
+    assert "copy" in assert_zero({"hvp": hvp_in_place}, "q7").message
     attached = lambda f, x, v: hvp_right(f, x, v) + 0 * x.clone().requires_grad_(True)  # noqa: E731
-    assert "detach" in assert_zero({"hvp": attached}, "q7")
+    assert "detach" in assert_zero({"hvp": attached}, "q7").message

@@ -1,4 +1,5 @@
 """The checks of chapter 3's exercises: a correct answer earns full marks, a plausible wrong one earns 0."""
+from functools import partial
 import math
 
 import numpy as np
@@ -6,14 +7,12 @@ import pytest
 import torch
 
 from optlib import functions
-from optlib.grading import check_namespace
+
+import question_scoring
 
 CHAPTER = "03_gradient_descent"
 
-
-def score(ns, q):
-    (result,) = check_namespace(CHAPTER, ns, only=q)
-    return result
+score = partial(question_scoring.score, CHAPTER)
 
 
 # -------------------------------------------------------------------------------- answers
@@ -152,11 +151,7 @@ CASES = {
 @pytest.mark.parametrize("q", sorted(CASES))
 def test_functions_right_and_wrong(q):
     right, wrongs = CASES[q]
-    result = score(right, q)
-    assert result.passed, result.message
-    for wrong in wrongs:
-        result = score(wrong, q)
-        assert result.earned == 0 and result.message, (q, wrong)
+    question_scoring.assert_right_and_wrong(CHAPTER, q, right, wrongs)
 
 
 def test_q1_stub_and_missing():

@@ -1,4 +1,5 @@
 """The checks of chapter 4's exercises: a correct answer earns full marks, a plausible wrong one earns 0."""
+from functools import partial
 import math
 
 import numpy as np
@@ -6,15 +7,14 @@ import pytest
 import torch
 
 from optlib import functions
-from optlib.grading import check_namespace, load_questions
+from optlib.grading import load_questions
+
+import question_scoring
 
 CHAPTER = "04_loss_geometry"
 F64 = torch.float64
 
-
-def score(ns, q):
-    (result,) = check_namespace(CHAPTER, ns, only=q)
-    return result
+score = partial(question_scoring.score, CHAPTER)
 
 
 # -------------------------------------------------------------------------------- q1
@@ -187,11 +187,7 @@ CASES = {
 @pytest.mark.parametrize("q", sorted(CASES))
 def test_right_and_wrong(q):
     right, wrongs = CASES[q]
-    result = score(right, q)
-    assert result.passed, result.message
-    for wrong in wrongs:
-        result = score(wrong, q)
-        assert result.earned == 0 and result.message, (q, wrong)
+    question_scoring.assert_right_and_wrong(CHAPTER, q, right, wrongs)
 
 
 def test_q2_closed_form_and_prediction():

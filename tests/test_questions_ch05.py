@@ -1,6 +1,7 @@
 """The checks of solutions/05_momentum.ipynb give full marks to a correct answer and 0 to a plausible wrong one."""
 from __future__ import annotations
 
+from functools import partial
 import math
 
 import numpy as np
@@ -8,27 +9,14 @@ import pytest
 import torch
 
 from optlib import convergence, functions
-from optlib.grading import check_namespace, load_questions
+from optlib.grading import load_questions
+
+import question_scoring
 
 CHAPTER = "05_momentum"
 
-
-def _score(ns, qid):
-    (result,) = check_namespace(CHAPTER, ns, only=qid)
-    return result
-
-
-def _full(ns, qid):
-    result = _score(ns, qid)
-    assert result.passed, result.message
-    return result
-
-
-def _zero(ns, qid):
-    result = _score(ns, qid)
-    assert result.earned == 0, f"a wrong answer to {qid} scored {result.earned}"
-    assert result.message
-    return result
+_full = partial(question_scoring.assert_full, CHAPTER)
+_zero = partial(question_scoring.assert_zero, CHAPTER)
 
 
 # ---------------------------------------------------------------- correct answers, written independently

@@ -1,6 +1,7 @@
 """The checks of solutions/06_adaptive_methods.ipynb: full marks for a correct answer, 0 for a plausible wrong one."""
 from __future__ import annotations
 
+from functools import partial
 import math
 
 import numpy as np
@@ -8,28 +9,15 @@ import pytest
 import torch
 
 from optlib import optim
-from optlib.grading import check_namespace, load_questions
+from optlib.grading import load_questions
+
+import question_scoring
 
 CHAPTER = "06_adaptive_methods"
 F64 = torch.float64
 
-
-def _score(ns, qid):
-    (result,) = check_namespace(CHAPTER, ns, only=qid)
-    return result
-
-
-def _full(ns, qid):
-    result = _score(ns, qid)
-    assert result.passed, result.message
-    return result
-
-
-def _zero(ns, qid):
-    result = _score(ns, qid)
-    assert result.earned == 0, f"a wrong answer to {qid} scored {result.earned}"
-    assert result.message
-    return result
+_full = partial(question_scoring.assert_full, CHAPTER)
+_zero = partial(question_scoring.assert_zero, CHAPTER)
 
 
 # ---------------------------------------------------------------- correct answers, written independently

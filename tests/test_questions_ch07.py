@@ -1,6 +1,7 @@
 """The checks of chapter 7's exercises: a correct answer scores full marks, a plausible wrong one scores 0."""
 from __future__ import annotations
 
+from functools import partial
 import math
 
 import numpy as np
@@ -8,26 +9,13 @@ import pytest
 import torch
 
 from optlib import functions, losses, models, monitoring, optim, run, schedules
-from optlib.grading import check_namespace
+
+import question_scoring
 
 CHAPTER = "07_schedules_stability"
 
-
-def score(ns, q):
-    (result,) = check_namespace(CHAPTER, ns, only=q)
-    return result
-
-
-def assert_full(ns, q):
-    result = score(ns, q)
-    assert result.passed, result.message
-
-
-def assert_zero(ns, q):
-    result = score(ns, q)
-    assert result.earned == 0, f"a wrong answer to {q} scored {result.earned}"
-    assert result.message
-    return result.message
+assert_full = partial(question_scoring.assert_full, CHAPTER)
+assert_zero = partial(question_scoring.assert_zero, CHAPTER)
 
 
 # ------------------------------------------------------------------------------------------------ q1
@@ -54,9 +42,9 @@ def cosine_not_shifted(t, total_steps, warmup_steps, base_lr, min_lr=0.0):
 
 def test_q1():
     assert_full({"warmup_cosine_lr": right_warmup_cosine}, "q1")
-    assert "during warmup" in assert_zero({"warmup_cosine_lr": warmup_from_zero}, "q1")
-    assert "cosine decay" in assert_zero({"warmup_cosine_lr": cosine_not_shifted}, "q1")
-    assert "not defined" in assert_zero({}, "q1")
+    assert "during warmup" in assert_zero({"warmup_cosine_lr": warmup_from_zero}, "q1").message
+    assert "cosine decay" in assert_zero({"warmup_cosine_lr": cosine_not_shifted}, "q1").message
+    assert "not defined" in assert_zero({}, "q1").message
 
 
 # ------------------------------------------------------------------------------------------------ q2
@@ -82,9 +70,9 @@ def measured_floor():
 
 def test_q2(measured_floor):
     assert_full({"noise_floor": right_floor, "measured_floor": measured_floor}, "q2")
-    assert "noise_floor" in assert_zero({"noise_floor": small_step_floor, "measured_floor": measured_floor}, "q2")
+    assert "noise_floor" in assert_zero({"noise_floor": small_step_floor, "measured_floor": measured_floor}, "q2").message
     # the floor measured over the whole run (including the start) is wrong
-    assert "measured_floor" in assert_zero({"noise_floor": right_floor, "measured_floor": 3 * measured_floor}, "q2")
+    assert "measured_floor" in assert_zero({"noise_floor": right_floor, "measured_floor": 3 * measured_floor}, "q2").message
 
 
 # ------------------------------------------------------------------------------------------------ q3
@@ -106,11 +94,11 @@ def schedule_runs():
 def test_q3(schedule_runs):
     best = min(schedule_runs, key=schedule_runs.get)
     assert_full({"final_excess": schedule_runs, "best_schedule": best}, "q3")
-    assert "best_schedule" in assert_zero({"final_excess": schedule_runs, "best_schedule": "constant"}, "q3")
+    assert "best_schedule" in assert_zero({"final_excess": schedule_runs, "best_schedule": "constant"}, "q3").message
     # schedulers never stepped: every run stays at the constant rate's floor
     stuck = {name: schedule_runs["constant"] * f for name, f in (("constant", 1.0), ("step", 0.97), ("cosine", 1.02))}
-    assert "far below" in assert_zero({"final_excess": stuck, "best_schedule": "step"}, "q3")
-    assert "keys" in assert_zero({"final_excess": {"constant": 1.0}, "best_schedule": "constant"}, "q3")
+    assert "far below" in assert_zero({"final_excess": stuck, "best_schedule": "step"}, "q3").message
+    assert "keys" in assert_zero({"final_excess": {"constant": 1.0}, "best_schedule": "constant"}, "q3").message
 
 
 # ------------------------------------------------------------------------------------------------ q4
@@ -144,10 +132,10 @@ def nan_on_zero(grads, max_norm):
 
 def test_q4():
     assert_full({"clip_by_global_norm": right_clip}, "q4")
-    assert "clipped tensor" in assert_zero({"clip_by_global_norm": per_tensor_clip}, "q4")
-    assert "modified" in assert_zero({"clip_by_global_norm": in_place_clip}, "q4")
-    assert "NaN" in assert_zero({"clip_by_global_norm": nan_on_zero}, "q4")
-    assert "pair" in assert_zero({"clip_by_global_norm": lambda grads, c: right_clip(grads, c)[0]}, "q4")
+    assert "clipped tensor" in assert_zero({"clip_by_global_norm": per_tensor_clip}, "q4").message
+    assert "modified" in assert_zero({"clip_by_global_norm": in_place_clip}, "q4").message
+    assert "NaN" in assert_zero({"clip_by_global_norm": nan_on_zero}, "q4").message
+    assert "pair" in assert_zero({"clip_by_global_norm": lambda grads, c: right_clip(grads, c)[0]}, "q4").message
 
 
 # ------------------------------------------------------------------------------------------------ q5
@@ -181,10 +169,10 @@ def test_q5():
     good = growth(right_norm)
     assert_full({"first_layer_grad_norm": right_norm, "growth_per_layer": good}, "q5")
     assert "first_layer_grad_norm" in assert_zero({"first_layer_grad_norm": last_layer_norm,
-                                                   "growth_per_layer": good}, "q5")
+                                                   "growth_per_layer": good}, "q5").message
     # the theory's value typed in instead of the measurement
     assert "growth_per_layer" in assert_zero({"first_layer_grad_norm": right_norm,
-                                              "growth_per_layer": 3 / math.sqrt(2)}, "q5")
+                                              "growth_per_layer": 3 / math.sqrt(2)}, "q5").message
 
 
 # ------------------------------------------------------------------------------------------------ q6
@@ -209,11 +197,11 @@ def sqrt_forgot_square(base_lr, base_batch, sharpness, rule="linear"):
 def test_q6():
     assert_full({"scaled_lr": right_scaled, "max_stable_batch": right_max_batch}, "q6")
     assert "max_stable_batch" in assert_zero({"scaled_lr": right_scaled, "max_stable_batch": sqrt_forgot_square},
-                                             "q6")
+                                             "q6").message
     assert "int" in assert_zero({"scaled_lr": right_scaled,
-                                 "max_stable_batch": lambda *a: float(right_max_batch(*a))}, "q6")
+                                 "max_stable_batch": lambda *a: float(right_max_batch(*a))}, "q6").message
     assert "scaled_lr" in assert_zero({"scaled_lr": lambda lr, b0, b, rule="linear": lr * b / b0,
-                                       "max_stable_batch": right_max_batch}, "q6")
+                                       "max_stable_batch": right_max_batch}, "q6").message
 
 
 # ------------------------------------------------------------------------------------------------ q7
@@ -248,7 +236,7 @@ def test_q7():
     good = measured(lambda ev: 2 / (ev[-1] + ev[0]).item())
     assert_full({"regularized_condition_number": right_kappa, "measured_rates": good}, "q7")
     assert "regularized_condition_number" in assert_zero({"regularized_condition_number": kappa_without_shift,
-                                                          "measured_rates": good}, "q7")
+                                                          "measured_rates": good}, "q7").message
     too_small_step = measured(lambda ev: 1 / ev[-1].item())  # the "safe" step 1/L is slower than predicted
     assert "measured_rates" in assert_zero({"regularized_condition_number": right_kappa,
-                                            "measured_rates": too_small_step}, "q7")
+                                            "measured_rates": too_small_step}, "q7").message

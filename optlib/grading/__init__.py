@@ -20,6 +20,7 @@ itself is not at hand.
 from __future__ import annotations
 
 import importlib
+import math
 import re
 import sys
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["CheckFailed", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
+__all__ = ["CheckFailed", "as_number", "require_number", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
            "load_questions", "module_name", "require", "run_questions"]
 
 _CHAPTER = re.compile(r"^(\d{2})_([a-z0-9_]+)$")
@@ -112,6 +113,26 @@ def require(namespace: Mapping[str, Any], name: str, kind: type | tuple[type, ..
         expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise CheckFailed(f"`{name}` should be a {expected}, got {_describe(value)}")
     return value
+
+
+def as_number(value, what: str) -> float:
+    """``value`` (a Python or NumPy number, or a one-element tensor/array) as a finite float, or :class:`CheckFailed`.
+
+    A bool is refused: ``True`` would otherwise pass as 1.0.
+    """
+    if isinstance(value, bool):
+        raise CheckFailed(f"{what} should be a number, got a bool")
+    try:
+        number = float(value.item() if hasattr(value, "item") else value)
+    except (TypeError, ValueError, RuntimeError):
+        raise CheckFailed(f"{what} should be a number, got {type(value).__name__}") from None
+    expect(math.isfinite(number), f"{what} is {number}: it should be finite")
+    return number
+
+
+def require_number(namespace: Mapping[str, Any], name: str) -> float:
+    """``namespace[name]`` as a finite float (see :func:`as_number`), or :class:`CheckFailed`."""
+    return as_number(require(namespace, name), f"`{name}`")
 
 
 def expect(condition, message: str) -> None:

@@ -12,24 +12,9 @@ import numpy as np
 import torch
 
 from optlib import convergence, functions, optim
-from optlib.grading import CheckFailed, Question, expect, expect_close, require
+from optlib.grading import CheckFailed, Question, as_number, expect, expect_close, require, require_number
 
 F64 = torch.float64
-
-
-def _float(value, what: str) -> float:
-    if isinstance(value, bool):
-        raise CheckFailed(f"{what} should be a number, got a bool")
-    try:
-        number = float(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError, RuntimeError):
-        raise CheckFailed(f"{what} should be a number, got {type(value).__name__}") from None
-    expect(math.isfinite(number), f"{what} is {number}: it should be finite")
-    return number
-
-
-def _number(ns, name: str) -> float:
-    return _float(require(ns, name), f"`{name}`")
 
 
 def _pair(out, name: str):
@@ -56,7 +41,7 @@ def _dict_of_numbers(ns, name: str, keys) -> dict:
     out = {}
     for k in keys:
         expect(k in value, f"`{name}` should have the key {k!r} (keys found: {sorted(value)[:6]})")
-        out[k] = _float(value[k], f"`{name}[{k!r}]`")
+        out[k] = as_number(value[k], f"`{name}[{k!r}]`")
     return out
 
 
@@ -87,7 +72,7 @@ def q1(ns):
         xt, vt = tstep(xt, vt, A @ xt, 0.2, 0.8)
         xc, uc = cstep(xc, uc, A @ xc, 0.2, 0.8)
     expect_close(xc, xt, rtol=1e-9, atol=1e-12, what="classical iterate after 40 steps (vs your PyTorch form)")
-    gap = _number(ns, "formulation_gap")
+    gap = require_number(ns, "formulation_gap")
     expect(0 <= gap < 1e-10, f"`formulation_gap` is {gap:.3g}: with a constant lr the two forms should agree "
                              "to round-off (compare x_1..x_100 from the same start, lr 0.01, rho 0.9)")
 
@@ -100,7 +85,7 @@ def _velocity_std(rho: float) -> float:
 def q2(ns):
     pred = require(ns, "predicted_std", "callable")
     for rho in (0.3, 0.75, 0.95, 0.999):
-        expect_close(_float(pred(rho), f"predicted_std({rho})"), _velocity_std(rho), rtol=1e-8,
+        expect_close(as_number(pred(rho), f"predicted_std({rho})"), _velocity_std(rho), rtol=1e-8,
                      what=f"predicted_std({rho})")
     stds = _dict_of_numbers(ns, "measured_std", (0.5, 0.9, 0.99))
     means = _dict_of_numbers(ns, "measured_mean", (0.5, 0.9, 0.99))
@@ -117,15 +102,15 @@ def q3(ns):
     rate = require(ns, "critical_rate", "callable")
     for lr, lam in ((0.02, 3.0), (0.5, 0.5), (1e-3, 10.0), (0.1, 9.0)):
         s = math.sqrt(lr * lam)
-        rho = _float(crit(lr, lam), f"critical_momentum({lr}, {lam})")
+        rho = as_number(crit(lr, lam), f"critical_momentum({lr}, {lam})")
         expect_close(rho, (1 - s) ** 2, rtol=1e-8, what=f"critical_momentum({lr}, {lam})")
         # the polynomial really has a double root there
         b = 1 + rho - lr * lam
         expect(abs(b * b - 4 * rho) < 1e-8, f"critical_momentum({lr}, {lam}) does not give a double root")
-        expect_close(_float(rate(lr, lam), f"critical_rate({lr}, {lam})"),
+        expect_close(as_number(rate(lr, lam), f"critical_rate({lr}, {lam})"),
                      convergence.spectral_radius(lr, lam, (1 - s) ** 2),
                      rtol=1e-6, what=f"critical_rate({lr}, {lam})")
-    best = _number(ns, "best_rho_on_grid")
+    best = require_number(ns, "best_rho_on_grid")
     radii = [convergence.spectral_radius(0.01, 1.0, float(r)) for r in np.round(np.arange(0.0, 1.0, 0.01), 2)]
     _agrees(best, float(np.round(np.arange(0.0, 1.0, 0.01), 2)[int(np.argmin(radii))]), "`best_rho_on_grid`",
             "take the grid value with the smallest spectral radius at lr 0.01, curvature 1", atol=1e-9)
@@ -164,10 +149,10 @@ def q4(ns):
         opt.step()
     expect_close(x + rho * u, p.detach(), rtol=1e-9, atol=1e-12,
                  what="look-ahead point x + rho u after 30 steps (vs SGD(nesterov=True))")
-    gap = _number(ns, "lookahead_gap")
+    gap = require_number(ns, "lookahead_gap")
     expect(0 <= gap < 1e-9, f"`lookahead_gap` is {gap:.3g}: SGD's parameter should equal x_t + rho u_t to round-off "
                             "(compare after the same number of steps, both from (-1.2, 1))")
-    plain = _number(ns, "plain_gap")
+    plain = require_number(ns, "plain_gap")
     expect(plain > 1e-4, f"`plain_gap` is {plain:.3g}: SGD's parameter and your x_t should be different sequences")
 
 
@@ -217,12 +202,12 @@ def q5(ns):
     gaps_agd = (0.5 * (lams * (_reference_agd(g500, zeros, 1.0, 1000) - ones) ** 2).sum(-1)).numpy()
     hint = ("fit convergence.fit_slope(t, gaps, x_min=100, x_max=1000) to f(x_t) - f* for t = 0..1000, "
             "both methods from x0 = 0 with lr = 1/L")
-    _agrees(_number(ns, "gd_slope"), convergence.fit_slope(t, gaps_gd, x_min=100, x_max=1000).slope, "`gd_slope`",
+    _agrees(require_number(ns, "gd_slope"), convergence.fit_slope(t, gaps_gd, x_min=100, x_max=1000).slope, "`gd_slope`",
             hint, atol=0.02)
-    _agrees(_number(ns, "agd_slope"), convergence.fit_slope(t, gaps_agd, x_min=100, x_max=1000).slope, "`agd_slope`",
+    _agrees(require_number(ns, "agd_slope"), convergence.fit_slope(t, gaps_agd, x_min=100, x_max=1000).slope, "`agd_slope`",
             hint, atol=0.02)
     ratio = float((gaps_agd[1:] / (2 * 500.0 / (t[1:] + 1) ** 2)).max())
-    _agrees(_number(ns, "bound_ratio"), ratio, "`bound_ratio`", "take the largest gap / (2 L R^2 / (t+1)^2) over "
+    _agrees(require_number(ns, "bound_ratio"), ratio, "`bound_ratio`", "take the largest gap / (2 L R^2 / (t+1)^2) over "
             "1 <= t <= 1000 with R^2 = |x0 - x*|^2 and L = 1", rtol=1e-3, atol=1e-4)
 
 
@@ -254,9 +239,9 @@ def q6(ns):
                     "from q.start, with the parameters given in the task", atol=max(1.0, 0.01 * ref[kappa]))
         expect_close(speed[kappa], gd[kappa] / hb[kappa], rtol=1e-6, what=f"speedup[{kappa}] (steps_gd / steps_hb)")
     hint = "fit convergence.fit_slope(kappas, counts) to the step counts for kappa = 10, 100, 1000"
-    _agrees(_number(ns, "kappa_slope_gd"), convergence.fit_slope(kappas, [ref_gd[k] for k in kappas]).slope,
+    _agrees(require_number(ns, "kappa_slope_gd"), convergence.fit_slope(kappas, [ref_gd[k] for k in kappas]).slope,
             "`kappa_slope_gd`", hint, atol=0.02)
-    _agrees(_number(ns, "kappa_slope_hb"), convergence.fit_slope(kappas, [ref_hb[k] for k in kappas]).slope,
+    _agrees(require_number(ns, "kappa_slope_hb"), convergence.fit_slope(kappas, [ref_hb[k] for k in kappas]).slope,
             "`kappa_slope_hb`", hint, atol=0.02)
 
 

@@ -13,24 +13,9 @@ import numpy as np
 import torch
 
 from optlib import optim
-from optlib.grading import CheckFailed, Question, expect, expect_close, require
+from optlib.grading import CheckFailed, Question, as_number, expect, expect_close, require, require_number
 
 F64 = torch.float64
-
-
-def _float(value, what: str) -> float:
-    if isinstance(value, bool):
-        raise CheckFailed(f"{what} should be a number, got a bool")
-    try:
-        number = float(value.item() if hasattr(value, "item") else value)
-    except (TypeError, ValueError, RuntimeError):
-        raise CheckFailed(f"{what} should be a number, got {type(value).__name__}") from None
-    expect(math.isfinite(number), f"{what} is {number}: it should be finite")
-    return number
-
-
-def _number(ns, name: str) -> float:
-    return _float(require(ns, name), f"`{name}`")
 
 
 def _dict_of_numbers(ns, name: str, keys) -> dict:
@@ -38,7 +23,7 @@ def _dict_of_numbers(ns, name: str, keys) -> dict:
     out = {}
     for k in keys:
         expect(k in value, f"`{name}` should have the key {k!r} (keys found: {list(value)[:6]})")
-        out[k] = _float(value[k], f"`{name}[{k!r}]`")
+        out[k] = as_number(value[k], f"`{name}[{k!r}]`")
     return out
 
 
@@ -91,10 +76,10 @@ def q1(ns):
                          what=f"x after step {k + 1} of `{name}` (5 random gradients)")
         key = "sum" if method is optim.AdaGrad else "square_avg"
         expect_close(s, state[key], rtol=1e-9, atol=1e-14, what=f"s after 5 steps of `{name}`")
-    _agrees(_number(ns, "adagrad_step_slope"), -0.5, "`adagrad_step_slope`",
+    _agrees(require_number(ns, "adagrad_step_slope"), -0.5, "`adagrad_step_slope`",
             "fit np.polyfit(log t, log step, 1) over t = 10..10000 of AdaGrad's step sizes on the constant gradient 3",
             atol=0.005)
-    _agrees(_number(ns, "rmsprop_final_step"), 0.1 / math.sqrt(1 - 0.99**10_000), "`rmsprop_final_step`",
+    _agrees(require_number(ns, "rmsprop_final_step"), 0.1 / math.sqrt(1 - 0.99**10_000), "`rmsprop_final_step`",
             "the size |x_(t+1) - x_t| of the 10000th RMSProp step (lr 0.1, rho 0.99, gradient 3)", rtol=1e-4)
 
 
@@ -109,7 +94,7 @@ def _recovery(rho: float, G: float, g: float) -> int:
 def q2(ns):
     fn = require(ns, "recovery_steps", "callable")
     for rho, G, g in ((0.95, 5.0, 0.5), (0.9, 100.0, 1.0), (0.995, 2.0, 0.1), (0.5, 3.0, 1.0)):
-        mine = _float(fn(rho, G, g), f"recovery_steps({rho}, {G}, {g})")
+        mine = as_number(fn(rho, G, g), f"recovery_steps({rho}, {G}, {g})")
         expect(abs(mine - _recovery(rho, G, g)) <= 1,
                f"recovery_steps({rho}, {G}, {g}) is {mine:g}, expected {_recovery(rho, G, g)}")
     measured = _dict_of_numbers(ns, "measured_recovery", (0.9, 0.99, 0.999))
@@ -132,7 +117,7 @@ SETTINGS = [(0.9, 0.999), (0.9, 0.99), (0.9, 0.9), (0.99, 0.999), (0.0, 0.999)]
 def q3(ns):
     fn = require(ns, "bias_ratio", "callable")
     for t, b1, b2 in ((1, 0.8, 0.95), (7, 0.8, 0.95), (50, 0.5, 0.9999)):
-        expect_close(_float(fn(t, b1, b2), f"bias_ratio({t}, {b1}, {b2})"), _ratio(t, b1, b2), rtol=1e-9,
+        expect_close(as_number(fn(t, b1, b2), f"bias_ratio({t}, {b1}, {b2})"), _ratio(t, b1, b2), rtol=1e-9,
                      what=f"bias_ratio({t}, {b1}, {b2})")
     ts = np.array([1, 3, 30, 300, 3000])
     out = fn(ts, 0.7, 0.99)
@@ -224,7 +209,7 @@ def q5(ns):
     sigmas = (0.0, 1.0, 100.0)
     l2 = _dict_of_numbers(ns, "mean_weight_l2", sigmas)
     w = _dict_of_numbers(ns, "mean_weight_w", sigmas)
-    expect_close(_number(ns, "adamw_prediction"), (1 - 1e-3) ** 2000, rtol=1e-9, what="adamw_prediction")
+    expect_close(require_number(ns, "adamw_prediction"), (1 - 1e-3) ** 2000, rtol=1e-9, what="adamw_prediction")
     ref_l2 = _decay_experiment(False)
     hint_l2 = ("run optim.Adam([x], lr=1e-3, weight_decay=1.0) for 2000 steps from x = 1 on the given noise and "
                "average the final weights of each group of 200")
