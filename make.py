@@ -4,7 +4,7 @@
     python3 make.py book      build the book into _build/html (prints the path)
     python3 make.py test      run every test: optlib unit tests, nbval, notebook checks, book build
     python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
-    python3 make.py colab-cell               write the Colab set-up cell into every chapter
+    python3 make.py colab-cell               write the Colab set-up cell into every chapter and solutions notebook
     python3 make.py lock                     refresh requirements.txt from the current .venv
     python3 make.py exercises                generate exercises/ from solutions/ (stubs, no outputs)
     python3 make.py grade SUBMISSIONS_DIR [--out DIR] [--timeout SECONDS] [--gradescope] [--jobs N]

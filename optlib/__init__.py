@@ -10,6 +10,7 @@ Modules are named after what they hold:
 - :mod:`optlib.grad`       numerical gradients, gradient check, Hessians
 - :mod:`optlib.search`     random search and random local search
 - :mod:`optlib.geometry`   curvature, critical points, convexity checks, random Hessians, basins
+- :mod:`optlib.landscape`  1-D and 2-D slices of a loss, interpolation between parameter vectors
 - :mod:`optlib.optim`      optimizers (``torch.optim.Optimizer`` subclasses), one file per family
 - :mod:`optlib.schedules`  learning-rate schedules as LambdaLR factors
 - :mod:`optlib.stability`  gradient norms, clipping, NaN/inf checks
@@ -20,9 +21,10 @@ Modules are named after what they hold:
 - :mod:`optlib.run`        run loops that record a :class:`~optlib.run.Trace`
 - :mod:`optlib.plot`       every figure of the book
 - :mod:`optlib.widgets`    every interactive control of the book
+- :mod:`optlib.grading`    exercise checks (``checker``), the batch grader, the exercise generator
 """
-from optlib.device import describe_device, get_device, seed_everything
+from optlib.device import describe_device, describe_runtime, get_device, seed_everything
 
 __version__ = "0.1.0"
 
-__all__ = ["describe_device", "get_device", "seed_everything", "__version__"]
+__all__ = ["describe_device", "describe_runtime", "get_device", "seed_everything", "__version__"]

@@ -59,7 +59,7 @@ def _kappa(condition_number) -> float:
 
 
 def gd_optimal_lr(L: float, mu: float) -> float:
-    r"""α = 2/(L + μ): the fixed step that makes |1 − αμ| = |1 − αL|, the best rate of gradient descent."""
+    r"""α = 2/(L + μ): the fixed step that makes ``|1 − αμ| = |1 − αL|``, the best rate of gradient descent."""
     L, mu = _curvatures(L, mu)
     return 2.0 / (L + mu)
 
@@ -291,7 +291,7 @@ class ConvexQuadratic:
     def distance_sq(self, x0) -> float:
         """‖x₀ − x*‖², the quantity in every convex bound."""
         x0 = self._check(torch.as_tensor(x0, dtype=torch.float64))
-        return float(((x0 - self.x_star) ** 2).sum())
+        return float(((x0 - self.x_star.to(x0.device)) ** 2).sum())
 
     def __repr__(self) -> str:
         return f"ConvexQuadratic(dim={self.dim}, L={self.L:.4g}, mu={self.mu:.4g})"

@@ -20,11 +20,23 @@ class Dataset(NamedTuple):
 
     @property
     def num_features(self) -> int:
+        """d, the number of features of each example."""
         return self.X_train.shape[1]
 
     @property
     def num_classes(self) -> int:
+        """The number of classes: one more than the largest label in train or test."""
         return int(torch.cat([self.y_train, self.y_test]).max()) + 1
+
+    def to(self, device=None, dtype: torch.dtype | None = None) -> "Dataset":
+        """This split with every tensor moved to ``device`` (and the features cast to ``dtype``; labels stay integers).
+
+        ``data.to(model_device)`` before :func:`optlib.run.train` when the model lives elsewhere, e.g.
+        ``digits.to(optlib.get_device())`` for a model built with ``device=optlib.get_device()``.
+        """
+        device = get_device(device) if device is not None else self.X_train.device
+        X_train, X_test = (X.to(device=device, dtype=dtype) for X in (self.X_train, self.X_test))
+        return Dataset(X_train, self.y_train.to(device), X_test, self.y_test.to(device))
 
     def __repr__(self) -> str:
         return (f"Dataset(train={tuple(self.X_train.shape)}, test={tuple(self.X_test.shape)}, "
@@ -32,12 +44,14 @@ class Dataset(NamedTuple):
 
 
 def load_digits(test_fraction: float = 0.25, seed: int = 0, *, standardize: bool = True,
-                bias_column: bool = False, device=None, dtype: torch.dtype = torch.float32) -> Dataset:
+                bias_column: bool = False, device="cpu", dtype: torch.dtype = torch.float32) -> Dataset:
     """scikit-learn's 8x8 handwritten digits (1797 images, 10 classes) split into train and test.
 
     The split is stratified and fixed by ``seed``. With ``standardize`` each pixel is centred
     and scaled by statistics of the *training* set only, so no test information leaks in.
     ``bias_column`` appends a constant 1 feature (the "bias trick": s = Wx absorbs b).
+    The tensors are on the CPU unless ``device`` says otherwise (``device=optlib.get_device()``
+    for the GPU when there is one).
     """
     from sklearn.datasets import load_digits as _sk_load_digits
     from sklearn.model_selection import train_test_split

@@ -1,4 +1,10 @@
-"""Device choice and seeding: CUDA when the machine has it, CPU otherwise; one call seeds all."""
+"""Device choice and seeding: CUDA when the machine has it, CPU otherwise; one call seeds all.
+
+optlib follows PyTorch's convention: its entry points create tensors on the CPU unless told
+otherwise (``device="cpu"`` by default), and the GPU is used where a caller asks for it, e.g.
+``models.MLP(..., device=optlib.get_device())``. The book's experiments are small enough that a
+GPU would only slow them down (kernel launches dominate); :func:`describe_runtime` says so.
+"""
 from __future__ import annotations
 
 import os
@@ -11,6 +17,8 @@ import torch
 def get_device(device: str | torch.device | None = None) -> torch.device:
     """Return ``device`` as a :class:`torch.device`; ``None`` picks CUDA when available, else CPU.
 
+    ``get_device()`` is "the best device available", the way to opt in to the GPU:
+    ``device=optlib.get_device()``. optlib's own entry points default to the CPU instead.
     An explicit request for CUDA on a machine without it is an error rather than a silent
     fall-back, so a learner knows their Colab runtime has no GPU.
     """
@@ -31,6 +39,18 @@ def describe_device(device: str | torch.device | None = None) -> str:
     if device.type == "cuda":
         return f"Using device: cuda ({torch.cuda.get_device_name(device)})"
     return "Using device: cpu (no GPU found)" if not torch.cuda.is_available() else "Using device: cpu"
+
+
+def describe_runtime() -> str:
+    """One line saying whether a GPU was found and what the book does with it (printed by every chapter's set-up cell).
+
+    ``'No GPU found: everything runs on the CPU.'``, or, on a machine with CUDA,
+    ``'GPU found: <name>. The chapters' small experiments stay on the CPU, ...'``.
+    """
+    if not torch.cuda.is_available():
+        return "No GPU found: everything runs on the CPU."
+    return (f"GPU found: {torch.cuda.get_device_name()}. The chapters' small experiments stay on the CPU, "
+            "which is faster for them; pass device=optlib.get_device() to run your own on the GPU.")
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

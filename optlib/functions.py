@@ -50,6 +50,7 @@ class TestFunction:
         return self.value(self._check(x))
 
     def value(self, x: torch.Tensor) -> torch.Tensor:
+        """f(x) for points ``x`` of shape ``(..., dim)``, shape ``(...)``; ``f(x)`` checks the shape, then calls this."""
         raise NotImplementedError
 
     def gradient(self, x) -> torch.Tensor:
@@ -271,6 +272,9 @@ class Quartic(TestFunction):
         return torch.diag(12 * x**2)
 
 
+#: The test functions by the names :func:`get_function` and the widgets use.
+#:
+#: :meta hide-value:
 FUNCTIONS = {
     "quadratic": Quadratic,
     "rosenbrock": Rosenbrock,

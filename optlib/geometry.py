@@ -28,6 +28,7 @@ from optlib import _validate
 from optlib.device import get_device
 from optlib.functions import TestFunction
 
+#: What :func:`classify_critical_point` can return.
 CRITICAL_POINT_KINDS = ("minimum", "maximum", "saddle", "degenerate")
 
 
@@ -107,7 +108,7 @@ def classify_critical_point(hessian, tol: float = 1e-8) -> str:
 # Random Hessians: the Gaussian Orthogonal Ensemble
 # --------------------------------------------------------------------------------------------
 
-def goe_matrices(dim: int, samples: int, *, generator: torch.Generator | None = None, device=None,
+def goe_matrices(dim: int, samples: int, *, generator: torch.Generator | None = None, device="cpu",
                  dtype: torch.dtype = torch.float32) -> torch.Tensor:
     r"""``samples`` random symmetric matrices of size ``dim`` from the GOE, shape (samples, dim, dim).
 
@@ -124,7 +125,7 @@ def goe_matrices(dim: int, samples: int, *, generator: torch.Generator | None = 
     return H.to(get_device(device))
 
 
-def random_symmetric_spectra(dim: int, samples: int, *, generator: torch.Generator | None = None, device=None,
+def random_symmetric_spectra(dim: int, samples: int, *, generator: torch.Generator | None = None, device="cpu",
                              dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Eigenvalues (ascending) of ``samples`` GOE matrices, shape (samples, dim); see :func:`goe_matrices`."""
     return torch.linalg.eigvalsh(goe_matrices(dim, samples, generator=generator, device=device, dtype=dtype))
@@ -152,7 +153,7 @@ def _chunks(total: int, chunk: int):
 
 
 def fraction_positive_definite(dims: Sequence[int], samples: int, *, generator: torch.Generator | None = None,
-                               device=None, dtype: torch.dtype = torch.float32,
+                               device="cpu", dtype: torch.dtype = torch.float32,
                                chunk: int = 200_000) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Monte Carlo estimate of P(a GOE matrix of size d is positive definite) for each d in ``dims``.
 
@@ -177,7 +178,7 @@ def fraction_positive_definite(dims: Sequence[int], samples: int, *, generator: 
     return counts.to(torch.float64) / samples, counts
 
 
-def index_distribution(dim: int, samples: int, *, generator: torch.Generator | None = None, device=None,
+def index_distribution(dim: int, samples: int, *, generator: torch.Generator | None = None, device="cpu",
                        dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """Fraction of GOE matrices with k negative eigenvalues (the *index*), k = 0..dim; shape (dim + 1,).
 
@@ -241,6 +242,7 @@ class JensenCheck:
 
     @property
     def convex_on_samples(self) -> bool:
+        """True when no pair violated Jensen's inequality by more than ``tolerance``."""
         return self.max_violation <= self.tolerance
 
     def __bool__(self) -> bool:
@@ -305,7 +307,8 @@ def segment_and_chord(fn, x, y, ts) -> tuple[torch.Tensor, torch.Tensor]:
     x, y = torch.as_tensor(x, dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64)
     if x.shape != y.shape or x.ndim != 1:
         raise ValueError(f"x and y must be two points of the same shape (dim,), got {tuple(x.shape)}, {tuple(y.shape)}")
-    s = torch.as_tensor(ts, dtype=torch.float64)
+    y = y.to(x.device)
+    s = torch.as_tensor(ts, dtype=torch.float64, device=x.device)
     if s.ndim != 1:
         raise ValueError(f"ts must be one-dimensional, got shape {tuple(s.shape)}")
     with torch.no_grad():
@@ -318,7 +321,7 @@ def segment_and_chord(fn, x, y, ts) -> tuple[torch.Tensor, torch.Tensor]:
 # Sampling the plane
 # --------------------------------------------------------------------------------------------
 
-def grid_points(bounds, resolution: int, *, device=None, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+def grid_points(bounds, resolution: int, *, device="cpu", dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """A ``resolution`` × ``resolution`` grid over ``bounds = ((x_lo, x_hi), (y_lo, y_hi))``, shape (resolution², 2)."""
     _validate.positive_int("resolution", resolution)
     if len(bounds) != 2 or any(len(b) != 2 or not b[0] < b[1] for b in bounds):
@@ -329,7 +332,7 @@ def grid_points(bounds, resolution: int, *, device=None, dtype: torch.dtype = to
     return torch.stack([X.reshape(-1), Y.reshape(-1)], -1).to(get_device(device))
 
 
-def sample_box(bounds, n: int, *, generator: torch.Generator | None = None, device=None,
+def sample_box(bounds, n: int, *, generator: torch.Generator | None = None, device="cpu",
                dtype: torch.dtype = torch.float64) -> torch.Tensor:
     """``n`` points drawn uniformly from the box ``bounds = ((lo, hi), ...)``, shape (n, len(bounds))."""
     _validate.positive_int("n", n)
@@ -397,9 +400,9 @@ def heavy_ball_growth(lr: float, curvature: float, momentum: float = 0.0) -> flo
     r"""Factor by which gradient descent with heavy-ball momentum multiplies a direction of curvature λ per step.
 
     Along an eigenvector of curvature λ, x_{t+1} = x_t − α λ x_t + ρ (x_t − x_{t−1}), whose
-    solutions grow like |z|^t for the largest root z of z² − (1 + ρ − αλ) z + ρ = 0. With ρ = 0
-    this is |1 − αλ|: below 1 the direction shrinks (λ > 0, small α), above 1 it grows — near a
-    saddle (λ < 0) that growth is the speed of escape. Same iterates as :class:`~optlib.optim.SGD`.
+    solutions grow like ``|z|^t`` for the largest root z of z² − (1 + ρ − αλ) z + ρ = 0. With ρ = 0
+    this is ``|1 − αλ|``: below 1 the direction shrinks (λ > 0, small α), above 1 it grows — near a
+    saddle (λ < 0) that growth is the speed of escape. Same iterates as :class:`~optlib.optim.sgd.SGD`.
     """
     lr = _validate.at_least("lr", lr, 0.0)
     curvature = _validate._number("curvature", curvature)
@@ -412,7 +415,7 @@ def gradient_descent_many(fn, starts, *, lr: float, steps: int) -> torch.Tensor:
     """Plain gradient descent x ← x − lr ∇f(x) from every row of ``starts`` (n, dim) at once.
 
     A vectorized stand-in for many calls of :func:`optlib.run.minimize` with
-    :class:`~optlib.optim.SGD` (same iterates), for maps of basins of attraction. Uses
+    :class:`~optlib.optim.sgd.SGD` (same iterates), for maps of basins of attraction. Uses
     ``fn.gradient``; runs that overflow end as NaN/inf.
     """
     lr = _validate.at_least("lr", lr, 0.0)
@@ -491,7 +494,7 @@ def permute_hidden_units(model: nn.Module, perms: Sequence) -> nn.Module:
 def match_hidden_units(model_a: nn.Module, model_b: nn.Module) -> torch.Tensor:
     r"""Permutation of ``model_b``'s hidden units that best aligns its weights with ``model_a``'s.
 
-    For one hidden layer, maximizes Σᵢ ⟨w_a,i, w_b,π(i)⟩ over permutations π, where w_·,i stacks
+    For one hidden layer, maximizes ``Σᵢ ⟨w_a,i, w_b,π(i)⟩`` over permutations π, where ``w_·,i`` stacks
     unit i's incoming weights, bias and outgoing weights ("weight matching", Ainsworth et al.,
     2023), solved exactly as a linear assignment problem. Apply it with
     ``permute_hidden_units(model_b, [perm])``.
@@ -524,7 +527,7 @@ def loss_barrier(losses, alphas) -> float:
     the path is straight. ``alphas`` must start at 0 and end at 1.
     """
     L = torch.as_tensor(losses, dtype=torch.float64).reshape(-1)
-    a = torch.as_tensor(alphas, dtype=torch.float64).reshape(-1)
+    a = torch.as_tensor(alphas, dtype=torch.float64, device=L.device).reshape(-1)
     if len(L) != len(a) or len(a) < 2:
         raise ValueError(f"losses and alphas must have the same length >= 2, got {len(L)} and {len(a)}")
     if a[0] != 0 or a[-1] != 1:

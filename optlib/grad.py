@@ -1,7 +1,7 @@
 r"""Gradient tools: numerical gradients, the gradient check, and Hessians.
 
 The gradient check compares an analytic gradient g_a with a numerical one g_n coordinate by
-coordinate through the relative error |g_a − g_n| / max(|g_a|, |g_n|), which is scale-free:
+coordinate through the relative error ``|g_a − g_n| / max(|g_a|, |g_n|)``, which is scale-free:
 an absolute error of 1e-6 is excellent for a gradient of size 10 and useless for one of size 1e-6.
 """
 from __future__ import annotations
@@ -55,7 +55,7 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tenso
 
 
 def relative_error(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-12) -> torch.Tensor:
-    """Elementwise |a − b| / max(|a|, |b|, eps); 0 where both are exactly zero."""
+    """Elementwise ``|a − b| / max(|a|, |b|, eps)``; 0 where both are exactly zero."""
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {tuple(a.shape)} vs {tuple(b.shape)}")
@@ -88,10 +88,12 @@ class GradCheck:
 
     @property
     def max_rel_error(self) -> float:
+        """The largest relative error over the checked coordinates."""
         return self.rel_errors.max().item()
 
     @property
     def passed(self) -> bool:
+        """True when the largest relative error is at most ``tolerance``."""
         return self.max_rel_error <= self.tolerance
 
     @property
@@ -161,12 +163,13 @@ class CountingFunction:
         return self.f(*args, **kwargs)
 
     def reset(self) -> None:
+        """Set the call count back to 0."""
         self.calls = 0
 
 
 def finite_difference_errors(f: Callable[[torch.Tensor], torch.Tensor], x: float, exact: float, hs,
                              method: str = "central", dtype: torch.dtype = torch.float64) -> torch.Tensor:
-    r"""Absolute error |D_h f(x) − f'(x)| of a finite difference for each step ``h`` in ``hs``.
+    r"""Absolute error ``|D_h f(x) − f'(x)|`` of a finite difference for each step ``h`` in ``hs``.
 
     ``f`` is a scalar function of one variable, evaluated in ``dtype`` at the point ``x``; ``exact``
     is the true derivative f'(x). Plotted against h on log-log axes, the error falls like h

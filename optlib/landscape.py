@@ -11,6 +11,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+#: A loss as a function of one parameter tensor.
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 
 

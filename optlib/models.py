@@ -12,7 +12,7 @@ class LinearClassifier(nn.Module):
     """Class scores ``s = W x (+ b)`` for ``num_classes`` classes; ``W`` has shape (C, d)."""
 
     def __init__(self, num_features: int, num_classes: int, *, bias: bool = True, init_scale: float = 1e-3,
-                 generator: torch.Generator | None = None, device=None, dtype: torch.dtype = torch.float32):
+                 generator: torch.Generator | None = None, device="cpu", dtype: torch.dtype = torch.float32):
         super().__init__()
         _validate.positive_int("num_features", num_features)
         _validate.positive_int("num_classes", num_classes)
@@ -22,6 +22,7 @@ class LinearClassifier(nn.Module):
         self.b = nn.Parameter(torch.zeros(num_classes, dtype=dtype, device=self.W.device)) if bias else None
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Scores ``X Wᵀ + b`` of shape (n, classes) for inputs ``X`` of shape (n, features)."""
         if X.ndim != 2 or X.shape[1] != self.W.shape[1]:
             raise ValueError(f"expected inputs of shape (n, {self.W.shape[1]}), got {tuple(X.shape)}")
         scores = X @ self.W.T
@@ -34,7 +35,7 @@ class MLP(nn.Module):
     _activations = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
     def __init__(self, sizes=(64, 64, 10), activation: str = "relu", *, generator: torch.Generator | None = None,
-                 device=None, dtype: torch.dtype = torch.float32):
+                 device="cpu", dtype: torch.dtype = torch.float32):
         super().__init__()
         sizes = tuple(sizes)
         if len(sizes) < 2:
@@ -59,6 +60,7 @@ class MLP(nn.Module):
         self.sizes = sizes
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
+        """Scores of shape (n, classes) for inputs ``X`` of shape (n, features)."""
         if X.ndim != 2 or X.shape[1] != self.sizes[0]:
             raise ValueError(f"expected inputs of shape (n, {self.sizes[0]}), got {tuple(X.shape)}")
         return self.net(X)
@@ -77,4 +79,5 @@ def accuracy(scores_or_model, X_or_y: torch.Tensor, y: torch.Tensor | None = Non
 
 
 def num_parameters(model: nn.Module) -> int:
+    """The number of scalar parameters of ``model`` (d in the book's notation)."""
     return sum(p.numel() for p in model.parameters())

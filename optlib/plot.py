@@ -10,6 +10,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+#: The book's matplotlib rcParams, applied by :func:`use_book_style`.
 BOOK_STYLE = {
     "figure.figsize": (6.4, 4.0),
     "figure.dpi": 100,
@@ -43,12 +44,21 @@ def _axes(ax, **kwargs):
     return ax if ax is not None else subplots(**kwargs)[1]
 
 
+def _numpy(values, dtype=float) -> np.ndarray:
+    """``values`` (numbers, arrays, tensors on any device, or lists of 0-d tensors) as a NumPy array."""
+    if isinstance(values, torch.Tensor):
+        values = values.detach().cpu()
+    elif isinstance(values, (list, tuple)) and any(isinstance(v, torch.Tensor) for v in values):
+        values = [v.detach().cpu() if isinstance(v, torch.Tensor) else v for v in values]
+    return np.asarray(values, dtype=dtype)
+
+
 def _as_path(p) -> np.ndarray:
     from optlib.run import Trace
 
     if isinstance(p, Trace):
         return p.path()
-    return np.asarray(torch.as_tensor(p).detach().cpu(), dtype=float)
+    return _numpy(p)
 
 
 def _labelled(items) -> list[tuple[str, object]]:
@@ -70,7 +80,7 @@ def grid_values(fn, bounds=None, resolution: int = 200):
     X, Y = torch.meshgrid(xs, ys, indexing="xy")
     with torch.no_grad():
         Z = fn(torch.stack([X, Y], -1))
-    return X.numpy(), Y.numpy(), Z.numpy()
+    return X.numpy(), Y.numpy(), _numpy(Z, dtype=None)
 
 
 def contour(fn, *, ax=None, bounds=None, levels: int = 30, resolution: int = 200, paths=None,
@@ -96,6 +106,7 @@ def contour(fn, *, ax=None, bounds=None, levels: int = 30, resolution: int = 200
         for pts, marker, label in ((getattr(fn, "minima", None), "*", "minimum"),
                                    (getattr(fn, "saddles", None), "X", "saddle")):
             if pts is not None and len(pts):
+                pts = _numpy(pts, dtype=None)
                 ax.scatter(pts[:, 0], pts[:, 1], marker=marker, s=140, c="white", edgecolors="k", zorder=5, label=label)
     for label, path in _labelled(paths):
         xy = _as_path(path)
@@ -120,7 +131,7 @@ def surface(fn, *, ax=None, bounds=None, resolution: int = 80, path=None, elev: 
     if path is not None:
         xy = _as_path(path)
         with torch.no_grad():
-            z = fn(torch.as_tensor(xy)).numpy()
+            z = _numpy(fn(torch.as_tensor(xy)), dtype=None)
         ax.plot(xy[:, 0], xy[:, 1], z, "r-o", ms=2, zorder=10)
     ax.view_init(elev=elev, azim=azim)
     ax.set(xlabel="$x_1$", ylabel="$x_2$", zlabel="f", title=title or getattr(fn, "name", ""))
@@ -139,10 +150,10 @@ def loss_curves(traces, *, ax=None, key: str = "loss", x: str = "step", logy: bo
         raise ValueError(f"x must be 'step' or 'time', got {x!r}")
     ax = _axes(ax)
     for label, trace in _labelled(traces):
-        y = np.asarray(getattr(trace, key), dtype=float)
+        y = _numpy(getattr(trace, key))
         if optimum is not None:
             y = y - optimum
-        xs = np.arange(len(y)) if x == "step" else np.asarray(trace.time)
+        xs = np.arange(len(y)) if x == "step" else _numpy(trace.time, dtype=None)
         ok = np.isfinite(y) & (np.abs(y) <= 1e100) & ((y > 0) if logy else True)
         ax.plot(xs[ok], y[ok], label=label)
     if logy:
@@ -170,7 +181,7 @@ def lines(x, ys, *, ax=None, logx: bool = False, logy: bool = False, xlabel: str
     for label, y in items:
         fmt = (styles[label],) if styles and label in styles else ()
         kw = {"marker": marker} if marker is not None else {}
-        ax.plot(np.asarray(x), np.asarray(y, dtype=float), *fmt, label=label, **kw)
+        ax.plot(_numpy(x, dtype=None), _numpy(y), *fmt, label=label, **kw)
     if logx:
         ax.set_xscale("log")
     if logy:
@@ -204,7 +215,7 @@ def histogram(values, *, ax=None, bins: int = 40, xlabel: str = "", title: str |
     ax = _axes(ax)
     items = values.items() if isinstance(values, Mapping) else [(None, values)]
     for label, v in items:
-        ax.hist(np.asarray(v, dtype=float).ravel(), bins=bins, density=density, alpha=0.55, label=label)
+        ax.hist(_numpy(v).ravel(), bins=bins, density=density, alpha=0.55, label=label)
     if logy:
         ax.set_yscale("log")
     ax.set(xlabel=xlabel, ylabel="density" if density else "count", title=title)
@@ -216,7 +227,7 @@ def histogram(values, *, ax=None, bins: int = 40, xlabel: str = "", title: str |
 def images(imgs, *, titles: Sequence[str] | None = None, ncols: int = 10, cmap: str = "gray",
            scale: float = 1.1, suptitle: str | None = None):
     """A grid of small images, e.g. digits (k, 8, 8) or a linear classifier's class templates."""
-    imgs = np.asarray(torch.as_tensor(imgs).detach().cpu(), dtype=float)
+    imgs = _numpy(imgs)
     if imgs.ndim != 3:
         raise ValueError(f"images expects an array of shape (k, h, w), got {imgs.shape}")
     k = len(imgs)
@@ -239,8 +250,8 @@ def arrows(origin, vectors, *, ax=None, labels: Sequence[str] | None = None, sca
            colors: Sequence[str] | None = None):
     """Arrows from ``origin`` (2,) along each row of ``vectors`` (k, 2) times ``scale``, e.g. Hessian eigenvectors."""
     ax = _axes(ax)
-    origin = np.asarray(torch.as_tensor(origin).detach().cpu(), dtype=float).reshape(2)
-    vectors = np.asarray(torch.as_tensor(vectors).detach().cpu(), dtype=float)
+    origin = _numpy(origin).reshape(2)
+    vectors = _numpy(vectors)
     if vectors.ndim != 2 or vectors.shape[1] != 2:
         raise ValueError(f"vectors must have shape (k, 2), got {vectors.shape}")
     if labels is not None and len(labels) != len(vectors):
@@ -265,13 +276,13 @@ def scatter(points, labels=None, *, ax=None, names: Mapping | None = None, s: fl
     is drawn in grey. Points of one label share a colour across calls.
     """
     ax = _axes(ax)
-    pts = np.asarray(torch.as_tensor(points).detach().cpu(), dtype=float)
+    pts = _numpy(points)
     if pts.ndim != 2 or pts.shape[1] != 2:
         raise ValueError(f"points must have shape (n, 2), got {pts.shape}")
     if labels is None:
         ax.scatter(pts[:, 0], pts[:, 1], s=s)
     else:
-        labels = np.asarray(torch.as_tensor(labels).detach().cpu()).astype(int).reshape(-1)
+        labels = _numpy(labels, dtype=None).astype(int).reshape(-1)
         if len(labels) != len(pts):
             raise ValueError(f"got {len(labels)} labels for {len(pts)} points")
         cycle = plt.rcParams["axes.prop_cycle"].by_key()["color"]
@@ -292,7 +303,7 @@ def contour_grid(xs, ys, Z, *, ax=None, levels: int = 30, xlabel: str = "", ylab
     ``Z`` has shape ``(len(ys), len(xs))``, as :func:`optlib.landscape.slice_2d` returns for a 2-D
     slice of a loss; ``mark`` is an optional point ``(x, y)`` drawn as a white star (the slice's centre).
     """
-    xs, ys, Z = (np.asarray(torch.as_tensor(a).detach().cpu(), dtype=float) for a in (xs, ys, Z))
+    xs, ys, Z = (_numpy(a) for a in (xs, ys, Z))
     if xs.ndim != 1 or ys.ndim != 1 or Z.shape != (len(ys), len(xs)):
         raise ValueError(f"Z must have shape (len(ys), len(xs)) = {(len(ys), len(xs))}, got {Z.shape}")
     ax = _axes(ax)

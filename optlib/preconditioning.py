@@ -311,6 +311,7 @@ class StateRecorder:
         return optimizer
 
     def stacked(self) -> torch.Tensor:
+        """The recorded history as one tensor of shape (steps, ...)."""
         if not self.history:
             raise ValueError("nothing recorded yet: run an optimizer built by this recorder first")
         return torch.stack(self.history)

@@ -20,8 +20,9 @@ from optlib.data import Dataset, minibatches
 from optlib.device import get_device
 from optlib.stability import NonFiniteLossError, clip_grad_norm_
 
+#: What a run does when the loss turns NaN/inf (``on_nonfinite``): raise, or stop and say why in the trace.
 NONFINITE_ACTIONS = ("raise", "stop")
-__all__ = ["NONFINITE_ACTIONS", "NonFiniteLossError", "Trace", "minimize", "train"]
+__all__ = ["NONFINITE_ACTIONS", "NonFiniteLossError", "Trace", "check_same_device", "minimize", "train"]
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Trace:
 
     @property
     def final_loss(self) -> float:
+        """The last recorded loss."""
         return self.loss[-1]
 
     def path(self) -> np.ndarray:
@@ -139,14 +141,20 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
     step, as in :func:`train`. ``on_nonfinite='raise'`` raises :class:`NonFiniteLossError` when the loss turns NaN/inf;
     ``'stop'`` ends the run there and says why in ``trace.stopped``.
     The trace has ``steps + 1`` entries: the start point and the point after every step.
+    The run happens on ``device`` when given; otherwise on ``x0``'s device when ``x0`` is a tensor,
+    and on the CPU when it is a list or an array (``device=optlib.get_device()`` opts in to the GPU).
     """
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
         raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
     _validate.at_least("noise_std", noise_std, 0.0)
     if clip_grad_norm is not None:
         _validate.positive("clip_grad_norm", clip_grad_norm)
+    if device is not None:
+        device = get_device(device)
+    else:
+        device = x0.device if isinstance(x0, torch.Tensor) else torch.device("cpu")
     x = torch.as_tensor(x0, dtype=torch.float64).detach().clone().reshape(-1)
-    x = x.to(device=get_device(device), dtype=dtype).requires_grad_(True)
+    x = x.to(device=device, dtype=dtype).requires_grad_(True)
     optimizer = _build_optimizer(method, [x], hyperparams)
     lr_scheduler = scheduler(optimizer) if scheduler is not None else None
     calls_backward = getattr(optimizer, "closure_calls_backward", True)
@@ -213,6 +221,8 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     the gradients to global norm at most c before each step; ``trace.grad_norm`` holds the norms
     before clipping, which is what monitoring needs. ``drop_last=True`` skips the short last
     minibatch of each epoch (whose gradient is noisier than the others').
+    Training runs where the model's parameters are; the data must be on the same device
+    (``data.to(...)`` moves them), else a ``ValueError`` says so before any step.
     """
     from optlib.models import accuracy
 
@@ -229,6 +239,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
         _validate.positive_int("eval_every", eval_every)
     if clip_grad_norm is not None:
         _validate.positive("clip_grad_norm", clip_grad_norm)
+    check_same_device(model, data)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _build_optimizer(method, params, hyperparams)
     lr_scheduler = scheduler(optimizer) if scheduler is not None else None
@@ -281,6 +292,17 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     if trace.stopped is None:
         evaluate(step)
     return trace
+
+
+def check_same_device(model: nn.Module, data: Dataset) -> None:
+    """Raise a ``ValueError`` naming both devices when ``data``'s tensors are not where ``model``'s parameters are."""
+    param = next(model.parameters(), None)
+    if param is None:
+        return
+    for tensor in (data.X_train, data.y_train, data.X_test, data.y_test):
+        if isinstance(tensor, torch.Tensor) and tensor.device != param.device:
+            raise ValueError(f"the data are on {tensor.device} but the model's parameters are on {param.device}: "
+                             f"move one of them, e.g. data.to({str(param.device)!r}) or model.to({str(tensor.device)!r})")
 
 
 def _progress(total: int, enabled: bool, desc: str):

@@ -22,6 +22,7 @@ import torch
 
 from optlib import _validate
 
+#: A schedule: step t -> factor that multiplies the base learning rate.
 Schedule = Callable[[int], float]
 
 
@@ -144,6 +145,7 @@ def values(schedule: Schedule, steps: int, base_lr: float = 1.0) -> np.ndarray:
     return base_lr * np.array([schedule(t) for t in range(steps)], dtype=float)
 
 
+#: The rules of :func:`scaled_lr` for changing the batch size.
 SCALING_RULES = ("linear", "sqrt")
 
 

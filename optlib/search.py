@@ -7,10 +7,15 @@ from typing import Callable
 import torch
 
 from optlib import _validate
+from optlib.device import get_device
 
 
 @dataclass
 class SearchResult:
+    """What a search found: the ``best`` parameters and their loss, the loss of every candidate tried,
+    the running minimum after each trial, and how many candidates were ``accepted`` (improved on the best).
+    """
+
     best: torch.Tensor            # the best parameters found
     best_loss: float
     losses: list[float] = field(default_factory=list)        # loss of every candidate tried
@@ -20,14 +25,15 @@ class SearchResult:
 
 def random_search(loss_fn: Callable[[torch.Tensor], torch.Tensor], shape, trials: int = 1000,
                   scale: float = 1e-3, *, generator: torch.Generator | None = None,
-                  dtype: torch.dtype = torch.float32, device=None) -> SearchResult:
+                  dtype: torch.dtype = torch.float32, device="cpu") -> SearchResult:
     """Draw ``trials`` independent parameter tensors ``scale * N(0, I)``; keep the one of lowest loss."""
     _validate.positive_int("trials", trials)
     _validate.positive("scale", scale)
+    device = get_device(device)  # candidates are drawn on the CPU (so a seed gives the same ones everywhere), then moved
     result = SearchResult(best=None, best_loss=float("inf"))
     for _ in range(trials):
         candidate = scale * torch.randn(shape, generator=generator, dtype=dtype)
-        candidate = candidate.to(device) if device is not None else candidate
+        candidate = candidate.to(device)
         loss = float(loss_fn(candidate))
         result.losses.append(loss)
         if loss < result.best_loss:

@@ -28,7 +28,7 @@ import torch
 
 from optlib import _validate
 from optlib.data import Dataset
-from optlib.run import Trace, train
+from optlib.run import Trace, check_same_device, train
 
 __all__ = ["EvaluationLog", "Result", "best", "count_evaluations", "format_table", "grid", "log_grid",
            "mean_std", "steps_to_target", "sweep", "time_to_target", "train_and_validate", "validation_split"]
@@ -140,6 +140,7 @@ def train_and_validate(make_model: Callable[[torch.Generator], torch.nn.Module],
     _validate.positive_int("epochs", epochs)
     generator = torch.Generator().manual_seed(seed)
     model = make_model(generator)
+    check_same_device(model, data)
     initial, _ = _loss_and_accuracy(model, loss_fn, data.X_train, data.y_train)
     trace = train(model, loss_fn, data, method, epochs=epochs, batch_size=batch_size, eval_every=eval_every,
                   generator=generator, on_nonfinite="stop", name=name, **hyperparams)
@@ -275,6 +276,7 @@ class EvaluationLog:
 
     @property
     def evaluations(self) -> int:
+        """How many loss-and-gradient evaluations were made."""
         return len(self.loss)
 
     @property

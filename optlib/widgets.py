@@ -16,6 +16,7 @@ _LAYOUT = dict(style={"description_width": "110px"}, layout=w.Layout(width="420p
 
 
 def float_slider(description: str, value: float, low: float, high: float, step: float | None = None) -> w.FloatSlider:
+    """A slider from ``low`` to ``high`` starting at ``value``, in steps of ``step`` (default 1/100 of the range)."""
     return w.FloatSlider(value=value, min=low, max=high, step=step or (high - low) / 100,
                          description=description, **_LAYOUT)
 
@@ -29,10 +30,12 @@ def log_slider(description: str, value: float, low: float, high: float) -> w.Flo
 
 
 def int_slider(description: str, value: int, low: int, high: int, step: int = 1) -> w.IntSlider:
+    """An integer slider from ``low`` to ``high`` starting at ``value``."""
     return w.IntSlider(value=value, min=low, max=high, step=step, description=description, **_LAYOUT)
 
 
 def dropdown(description: str, options, value=None) -> w.Dropdown:
+    """A drop-down menu of ``options`` showing ``value`` (default the first option)."""
     options = list(options)
     return w.Dropdown(options=options, value=value if value is not None else options[0], description=description,
                       style=_LAYOUT["style"], layout=_LAYOUT["layout"])

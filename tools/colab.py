@@ -1,7 +1,9 @@
 """The Colab set-up cell: one template, rendered with the repository URL from _config.yml.
 
-``python -m tools.colab`` writes it as the first code cell of every chapter; the tests check
-that every chapter's first code cell is exactly this text.
+``python -m tools.colab`` writes it as the first code cell of every chapter and every solutions
+notebook (the exercise notebooks inherit it from solutions/ through ``make.py exercises``); the
+tests check that every chapter's first code cell is exactly this text. Its one printed line,
+``optlib.describe_runtime()``, says whether a GPU was found and that the chapters stay on the CPU.
 """
 from __future__ import annotations
 
@@ -20,7 +22,7 @@ import sys
 if "google.colab" in sys.modules:
     %pip install --quiet --no-deps "optlib @ git+{url}@{branch}"
 import optlib
-print(optlib.describe_device())'''
+print(optlib.describe_runtime())'''
 
 
 def repository() -> dict:
@@ -54,7 +56,8 @@ def write_colab_cell(path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    paths = [Path(p) for p in sys.argv[1:]] or sorted((ROOT / "chapters").glob("*.ipynb"))
+    paths = [Path(p) for p in sys.argv[1:]] or [p for d in ("chapters", "solutions")
+                                                 for p in sorted((ROOT / d).glob("*.ipynb"))]
     for p in paths:
         if write_colab_cell(p):
             print(f"{p}: Colab cell written (re-execute it with make.py execute)")

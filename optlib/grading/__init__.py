@@ -66,6 +66,7 @@ class Result:
 
     @property
     def passed(self) -> bool:
+        """True when every point was earned."""
         return self.earned == self.points
 
 

@@ -69,6 +69,8 @@ STATUS_GRADER_ERROR = "grader error"
 
 @dataclass
 class QuestionGrade:
+    """One question of one submission: ``earned`` of ``points``, and the ``reason`` points were lost."""
+
     question: str
     points: int
     earned: int
@@ -77,6 +79,11 @@ class QuestionGrade:
 
 @dataclass
 class SubmissionGrade:
+    """The grade of one submitted notebook: its questions, a ``status`` ("ok", "cell errors", "timeout",
+    "kernel died", "invalid notebook", "unknown chapter", "grader error"), the ``error`` behind it, and the
+    ``seconds`` grading took.
+    """
+
     file: str
     chapter: str | None
     status: str
@@ -86,13 +93,16 @@ class SubmissionGrade:
 
     @property
     def total(self) -> int:
+        """Points earned over all questions."""
         return sum(q.earned for q in self.questions)
 
     @property
     def max(self) -> int:
+        """Points available over all questions."""
         return sum(q.points for q in self.questions)
 
     def to_json(self) -> dict:
+        """The record written to ``<stem>.json``: totals, status, error, time and every question."""
         return {"file": self.file, "chapter": self.chapter, "total": self.total, "max": self.max,
                 "status": self.status, "error": self.error, "seconds": round(self.seconds, 1),
                 "questions": [asdict(q) for q in self.questions]}
@@ -544,6 +554,9 @@ def gradescope_results(grade: SubmissionGrade) -> dict:
 
 
 def write_reports(grades: list[SubmissionGrade], out, *, gradescope: bool = False) -> None:
+    """Write ``<stem>.json`` per submission and ``grades.csv`` into ``out``; with ``gradescope``, also
+    ``gradescope/<stem>.json`` (and ``results.json`` for a single submission).
+    """
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     for grade in grades:
@@ -569,6 +582,9 @@ def write_reports(grades: list[SubmissionGrade], out, *, gradescope: bool = Fals
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line behind ``python3 make.py grade SUBMISSIONS_DIR [--out DIR] [--timeout S]
+    [--grading-timeout S] [--jobs N] [--gradescope]``; returns the exit status.
+    """
     parser = argparse.ArgumentParser(prog="make.py grade", description="Grade a folder of submitted notebooks.")
     parser.add_argument("submissions", type=Path, help="folder holding the submitted *.ipynb files")
     parser.add_argument("--out", type=Path, default=None, help="where the reports go (default SUBMISSIONS/grades)")

@@ -6,7 +6,8 @@ version replaces each such block (markers included) with one line
 ``raise NotImplementedError("qk: your code here")`` at the indentation of the ``BEGIN`` line,
 where ``qk`` is the question the block belongs to (the ``(qk, ...)`` of the last
 ``## Question k (qk, P points)`` heading above it, else the next ``check("qk")`` cell).
-Outputs, execution counts and saved widget state are dropped; everything else (cell ids,
+Outputs, execution counts, saved widget state and the ``hide-input`` tag of solution cells (which
+folds the solution behind a toggle in the book) are dropped; everything else (cell ids,
 metadata, markdown) is kept, and the notebook metadata gains ``optlib.chapter`` so the batch
 grader recognises a renamed submission. The output is deterministic: the same solutions give
 the same bytes.
@@ -21,10 +22,12 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["MarkerError", "BEGIN", "END", "stub_source", "exercise_notebook", "exercise_text", "expected_exercises",
+__all__ = ["MarkerError", "BEGIN", "END", "HIDE_INPUT", "stub_source", "exercise_notebook", "exercise_text", "expected_exercises",
            "write_exercises"]
 
+#: The line that opens a solution in a code cell of a solutions notebook.
 BEGIN = "# BEGIN SOLUTION"
+#: The line that closes it.
 END = "# END SOLUTION"
 _MARKER = re.compile(r"^(\s*)#\s*(BEGIN|END) SOLUTION\s*$")
 _HEADING_QUESTION = re.compile(r"^#+\s.*?\((q\d+)\b", re.M)
@@ -81,6 +84,18 @@ def _question_of(cells, index: int) -> str:
     return "exercise"
 
 
+#: The cell tag that folds a solution's code behind a toggle in the book (its output stays visible).
+HIDE_INPUT = "hide-input"
+
+
+def _drop_tag(cell, tag: str) -> None:
+    tags = [t for t in cell.metadata.get("tags", []) if t != tag]
+    if tags:
+        cell.metadata["tags"] = tags
+    else:
+        cell.metadata.pop("tags", None)
+
+
 def exercise_notebook(nb, chapter: str | None = None, name: str = "notebook"):
     """The exercise version of the solution notebook ``nb`` (a new object; ``nb`` is untouched)."""
     nb = copy.deepcopy(nb)
@@ -93,6 +108,7 @@ def exercise_notebook(nb, chapter: str | None = None, name: str = "notebook"):
             if cell.cell_type == "raw":
                 raise MarkerError(f"{name} cell {index}: solution markers in a raw cell")
             cell.source = stub_source(cell.source, _question_of(nb.cells, index), where=f"{name} cell {index}")
+            _drop_tag(cell, HIDE_INPUT)
         elif cell.cell_type == "markdown" and _has_markers(cell.source):
             raise MarkerError(f"{name} cell {index}: solution markers in a markdown cell")
     nb.metadata.pop(_WIDGET_STATE, None)

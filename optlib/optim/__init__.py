@@ -10,6 +10,9 @@ from optlib.optim.adaptive import AdaGrad, Adam, AdamW, RMSProp
 from optlib.optim.newton import Newton
 from optlib.optim.sgd import SGD
 
+#: Factories ``(params, lr) -> Optimizer`` by the names the book's widgets show.
+#:
+#: :meta hide-value:
 OPTIMIZERS = {
     "GD": SGD,
     "momentum (rho=0.9)": partial(SGD, momentum=0.9),

@@ -29,6 +29,7 @@ from torch.optim import Optimizer
 
 from optlib import _validate
 
+#: The momentum schedules of :class:`AcceleratedGradient` (see the module docstring).
 SCHEDULES = ("t", "k", "constant")
 __all__ = ["SCHEDULES", "AcceleratedGradient", "accelerated_update", "momentum_coefficient", "next_t"]
 
@@ -86,6 +87,9 @@ class AcceleratedGradient(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
+        calling ``backward``, and its loss is returned.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -32,6 +32,9 @@ class _Adaptive(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
+        calling ``backward``, and its loss is returned. Sparse gradients are refused.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():

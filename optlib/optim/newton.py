@@ -1,4 +1,4 @@
-r"""Newton's method for small problems (it builds the d × d Hessian), with damping and |H|."""
+r"""Newton's method for small problems (it builds the d × d Hessian), with damping and ``|H|``."""
 from __future__ import annotations
 
 import torch
@@ -6,14 +6,15 @@ from torch.optim import Optimizer
 
 from optlib import _validate
 
+#: The ``mode`` of :class:`Newton`: H (Newton) or ``|H|`` (saddle-free Newton).
 MODES = ("newton", "saddle_free")
 
 
 def newton_direction(grad: torch.Tensor, hess: torch.Tensor, damping: float = 0.0,
                      mode: str = "newton") -> torch.Tensor:
-    r"""The step p solving (H + δI) p = −g, or (|H| + δI) p = −g for ``mode='saddle_free'``.
+    r"""The step p solving (H + δI) p = −g, or (``|H|`` + δI) p = −g for ``mode='saddle_free'``.
 
-    |H| = Q |Λ| Qᵀ flips the sign of negative curvature, so the step goes downhill along it
+    ``|H| = Q |Λ| Qᵀ`` flips the sign of negative curvature, so the step goes downhill along it
     instead of towards the saddle.
     """
     eye = torch.eye(len(grad), dtype=hess.dtype, device=hess.device)
@@ -24,7 +25,14 @@ def newton_direction(grad: torch.Tensor, hess: torch.Tensor, damping: float = 0.
 
 
 class Newton(Optimizer):
-    r"""x ← x − α (H + δI)⁻¹ ∇f(x)  (``mode='saddle_free'`` uses |H| in place of H).
+    r"""x ← x − α (H + δI)⁻¹ ∇f(x)  (``mode='saddle_free'`` uses ``|H|`` in place of H).
+
+    .. math::
+        x_{t+1} = x_t - \alpha\,(H_t + \delta I)^{-1} \nabla f(x_t), \qquad H_t = \nabla^2 f(x_t)
+
+    with step size α = ``lr`` and damping δ = ``damping``; the saddle-free variant replaces H_t by
+    ``|H_t| = Q |Λ| Qᵀ`` (each eigenvalue replaced by its absolute value), so the step goes downhill
+    along negative curvature.
 
     Builds the full Hessian by d extra backward passes and solves a d × d system, O(d²) memory
     and O(d³) time: meant for the book's small problems. ``step`` needs a closure that returns
@@ -42,6 +50,10 @@ class Newton(Optimizer):
         super().__init__(params, dict(lr=lr, damping=damping, mode=mode))
 
     def step(self, closure=None):
+        """One Newton step; ``closure`` is required and returns the loss WITHOUT calling ``backward``.
+
+        Returns the loss at the point the step started from.
+        """
         if closure is None:
             raise ValueError("Newton.step needs a closure that returns the loss (without calling backward)")
         if len(self.param_groups) > 1:

@@ -6,6 +6,7 @@ from torch.optim import Optimizer
 
 from optlib import _validate
 
+#: The ``formulation`` of :class:`SGD`: velocity in gradient units (as torch) or in parameter units.
 FORMULATIONS = ("torch", "classical")
 
 
@@ -84,6 +85,9 @@ class SGD(Optimizer):
 
     @torch.no_grad()
     def step(self, closure=None):
+        """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
+        calling ``backward``, and its loss is returned.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -176,7 +176,7 @@ def q4(ns):
     for name, ref in (("first_step_l2", expected_l2), ("first_step_w", expected_w)):
         value = require(ns, name)
         try:
-            mine = torch.as_tensor(value, dtype=F64).reshape(-1)
+            mine = torch.as_tensor(value, dtype=F64).detach().cpu().reshape(-1)
         except (TypeError, ValueError, RuntimeError):
             raise CheckFailed(f"`{name}` should be a tensor of 2 numbers") from None
         expect(mine.shape == (2,), f"`{name}` should hold 2 numbers, got shape {tuple(mine.shape)}")
@@ -260,7 +260,7 @@ def q6(ns):
                      what=f"expected_sq_minibatch_grad with n = {n}, B = {B} (checked against all minibatches)")
     ratio = require(ns, "v_over_prediction")
     try:
-        ratio = torch.as_tensor(ratio, dtype=F64).reshape(-1)
+        ratio = torch.as_tensor(ratio, dtype=F64).detach().cpu().reshape(-1)
     except (TypeError, ValueError, RuntimeError):
         raise CheckFailed("`v_over_prediction` should be a tensor of 5 numbers") from None
     expect(ratio.shape == (5,), f"`v_over_prediction` should have shape (5,), got {tuple(ratio.shape)}")
