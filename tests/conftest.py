@@ -7,8 +7,23 @@ for path in (ROOT, ROOT / "tests"):
     if str(path) not in sys.path:
         sys.path.insert(0, str(path))
 
+import subprocess
+
+import pytest
 import torch
 
 # The unit tests use tiny tensors: one thread each is faster than contending for the cores
 # (pytest-xdist runs two workers; notebooks run in their own kernels and are unaffected).
 torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def built_book(tmp_path_factory) -> Path:
+    """The book built as `python3 make.py book` builds it (-W -n: any warning fails), into a temporary
+    folder; returns its html folder. Built once per test process (xdist worker)."""
+    out = tmp_path_factory.mktemp("book")
+    jupyter_book = Path(sys.executable).with_name("jupyter-book")
+    result = subprocess.run([str(jupyter_book), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+    return out / "_build" / "html"

@@ -1,14 +1,12 @@
 """The book builds with zero warnings, and every chapter page has what a reader needs.
 
-Builds into a temporary folder with the same command as `python3 make.py book`
-(`jupyter-book build . -W -n --keep-going`), then reads the HTML.
+Reads the HTML of the book built by the `built_book` fixture (conftest.py): the same command as
+`python3 make.py book` (`jupyter-book build . -W -n --keep-going`), into a temporary folder.
 """
 from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,16 +14,9 @@ import pytest
 from notebook_utils import ROOT, WIDGET_STATE, toc_chapters
 from tools.colab import repository
 
-JUPYTER_BOOK = Path(sys.executable).with_name("jupyter-book")
-
-
 @pytest.fixture(scope="module")
-def html(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("book")
-    result = subprocess.run([str(JUPYTER_BOOK), "build", str(ROOT), "-W", "-n", "--keep-going", "--path-output", str(out)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, f"book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
-    return out / "_build" / "html"
+def html(built_book) -> Path:
+    return built_book
 
 
 def test_index_and_every_chapter_are_built(html):
@@ -60,3 +51,12 @@ def test_math_is_passed_to_mathjax(html):
     pages = [(html / f"{c}.html").read_text() for c in toc_chapters()]
     assert all("mathjax" in p.lower() for p in pages)
     assert any(r"\(" in p or r"\[" in p for p in pages), "no inline or display math found"
+
+
+def test_exercises_page_opens_each_exercise_notebook_in_colab(html):
+    page = (html / "exercises.html").read_text()
+    repo = repository()
+    slug = repo["url"].removeprefix("https://github.com/")
+    for path in sorted((ROOT / "solutions").glob("*.ipynb")):
+        target = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/exercises/{path.name}"
+        assert f'href="{target}"' in page, f"exercises.html has no Colab link to {target}"

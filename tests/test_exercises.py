@@ -50,14 +50,16 @@ def test_exercise_notebook_names_questions_strips_outputs_and_keeps_the_rest():
     nb = grading_demo.notebook()
     nb.cells[6].outputs = [nbformat.v4.new_output("stream", name="stdout", text="55\n")]
     nb.cells[6].execution_count = 4
-    nb.cells[6].metadata["tags"] = ["keep-me"]
+    nb.cells[6].metadata["tags"] = ["keep-me", "hide-input"]
+    nb.cells[3].metadata["tags"] = ["hide-input"]
     nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {}}}
     ex = exercise_notebook(nb, chapter="99_demo")
     assert nb.cells[6].outputs, "the input notebook is left untouched"
     assert ex.cells[3].source == 'def square(x):\n    raise NotImplementedError("q1: your code here")'
     assert ex.cells[6].source == 'raise NotImplementedError("q2: your code here")\nprint(total)'
     assert all(c.outputs == [] and c.execution_count is None for c in ex.cells if c.cell_type == "code")
-    assert ex.cells[6].metadata["tags"] == ["keep-me"]
+    # the book's fold of the solution code is dropped with the solution; other tags are kept
+    assert ex.cells[6].metadata["tags"] == ["keep-me"] and "tags" not in ex.cells[3].metadata
     assert [c.id for c in ex.cells] == [c.id for c in nb.cells]
     assert [c.source for c in ex.cells if c.cell_type == "markdown"] == \
         [c.source for c in nb.cells if c.cell_type == "markdown"]

@@ -124,14 +124,27 @@ def test_toc_ends_with_the_unnumbered_part_for_learners_and_instructors():
     parts = yaml.safe_load((ROOT / "_toc.yml").read_text())["parts"]
     last = parts[-1]
     assert last["caption"] == "For learners and instructors" and last.get("numbered") is False
-    assert [e["file"] for e in last["chapters"]] == ["exercises", "instructors"]
+    assert [e["file"] for e in last["chapters"]] == ["exercises", "instructors", "api"]
     assert all(e["file"].startswith("chapters/") for part in parts[:-1] for e in part["chapters"])
-    for page in ("exercises", "instructors"):
+    for page in ("exercises", "instructors", "api"):
         assert (ROOT / f"{page}.md").exists()
+    # the worked solutions are pages under "Exercises", one per solutions notebook, in order
+    solutions = [s["file"] for s in last["chapters"][0]["sections"]]
+    assert solutions == [str(p.relative_to(ROOT).with_suffix("")) for p in notebook_paths("solutions")]
 
 
-def test_exercises_page_links_every_exercise_notebook():
+@pytest.mark.parametrize("path", notebook_paths("solutions"), ids=lambda p: p.name)
+def test_solution_code_is_folded_in_the_book_and_only_solution_code(path):
+    for index, cell in enumerate(read(path).cells):
+        has_solution = cell.cell_type == "code" and "# BEGIN SOLUTION" in cell.source
+        folded = "hide-input" in cell.metadata.get("tags", [])
+        assert has_solution == folded, (
+            f"cell {index}: a cell with a solution carries the tag hide-input (the book folds its code), "
+            "and no other cell does")
+
+
+def test_exercises_page_links_every_exercise_notebook_through_the_configured_repository():
     page = (ROOT / "exercises.md").read_text()
+    assert "github.com/" not in page, "exercises.md must take the repository URL from _config.yml, not write it"
     for path in notebook_paths("solutions"):
-        assert f"/blob/main/exercises/{path.name}" in page, f"exercises.md does not link exercises/{path.name}"
-        assert f"/blob/main/solutions/{path.name}" in page, f"exercises.md does not link solutions/{path.name}"
+        assert f"{{{{ colab_exercises_{path.stem} }}}}" in page, f"exercises.md does not link exercises/{path.name}"

@@ -1,0 +1,28 @@
+"""The Markdown pages' repository links come from one URL (tools/repository_links.py)."""
+from __future__ import annotations
+
+import pytest
+
+from notebook_utils import ROOT
+from tools.repository_links import substitutions
+
+
+def test_links_are_built_from_the_given_url_and_branch(tmp_path):
+    (tmp_path / "exercises").mkdir()
+    (tmp_path / "exercises" / "01_intro.ipynb").write_text("{}")
+    links = substitutions("https://github.com/someone/course", "dev", root=tmp_path)
+    assert links["colab_exercises_01_intro"] == (
+        "[01_intro](https://colab.research.google.com/github/someone/course/blob/dev/exercises/01_intro.ipynb)")
+    assert links["repository_url"] == "<https://github.com/someone/course>"
+
+
+def test_every_exercise_notebook_gets_a_link():
+    links = substitutions("https://github.com/someone/course", "main")
+    for path in sorted((ROOT / "exercises").glob("*.ipynb")):
+        assert f"colab_exercises_{path.stem}" in links
+
+
+@pytest.mark.parametrize("url", ["http://github.com/a/b", "https://gitlab.com/a/b", "github.com/a/b", ""])
+def test_a_url_colab_cannot_open_is_refused(url):
+    with pytest.raises(ValueError, match="https://github.com/"):
+        substitutions(url, "main")
