@@ -3,7 +3,8 @@
 Asserts from the rendered DOM, after the page's scripts ran, that the math was typeset by the
 bundled MathJax (no raw TeX, no TeX errors), that every widget shows its default output (the
 figure stored with it), that figures load, that each chapter's Colab button has the right
-target, that search works, and that the browser console has no errors. Screenshots of the intro
+target, that code blocks have copy buttons and interview answers sit in closed dropdowns, that
+search works, and that the browser console has no errors. Screenshots of the intro
 and of a chapter (its math, and its widget with the figure) are saved in _build/screenshots/.
 
 Chromium and its driver come from Debian's packages; the test installs them with apt-get when
@@ -41,6 +42,10 @@ return {
   brokenImages: Array.from(document.images).filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.src),
   figures: Array.from(document.images).filter(i => i.naturalWidth > 0).length,
   colab: Array.from(document.querySelectorAll('a[href*="colab.research.google.com"]')).map(a => a.href),
+  codeBlocks: document.querySelectorAll('div.highlight pre').length,
+  copyButtons: document.querySelectorAll('button.copybtn').length,
+  dropdowns: document.querySelectorAll('details.sd-dropdown').length,
+  openDropdowns: document.querySelectorAll('details.sd-dropdown[open]').length,
 };
 """
 # Resolves once MathJax has typeset the page and the widget manager has rendered every view.
@@ -156,6 +161,8 @@ def test_chapter_typesets_math_shows_its_widget_default_and_links_to_colab(html,
     assert report["widgets"] > 0, "the chapter shows no widget"
     assert report["widgetsWithoutView"] == 0, "a widget was not rendered by the widget manager"
     assert report["widgetsWithoutFigure"] == 0, "a widget does not show its default figure"
+    assert report["copyButtons"] == report["codeBlocks"] > 0, "every code block gets a copy button"
+    assert report["dropdowns"] > 0 and report["openDropdowns"] == 0, "interview answers are hidden behind dropdowns"
     repo = repository()
     slug = repo["url"].removeprefix("https://github.com/")
     target = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/{chapter}.ipynb"
@@ -193,7 +200,7 @@ def test_screenshots_of_the_intro_and_a_chapter(html, browser):
     browser.save_screenshot(str(SCREENSHOTS / f"{name}-math.png"))
     widget = browser.find_element(By.CSS_SELECTOR, ".jupyter-widgets")
     cell = widget.find_element(By.XPATH, "./ancestor::div[contains(@class, 'cell')][1]")
-    browser.execute_script("arguments[0].scrollIntoView({block: 'start'})", cell)
+    browser.execute_script("arguments[0].scrollIntoView({block: 'start'}); window.scrollBy(0, -80)", cell)  # below the header
     browser.save_screenshot(str(SCREENSHOTS / f"{name}-widget.png"))
     for shot in ("intro.png", f"{name}-math.png", f"{name}-widget.png"):
         assert (SCREENSHOTS / shot).stat().st_size > 20_000, f"{shot} looks empty"

@@ -26,3 +26,15 @@ def test_every_exercise_notebook_gets_a_link():
 def test_a_url_colab_cannot_open_is_refused(url):
     with pytest.raises(ValueError, match="https://github.com/"):
         substitutions(url, "main")
+
+
+def test_pages_that_must_write_the_repository_url_write_the_configured_one():
+    """README.md is read on GitHub, where nothing is substituted: its URL must be _config.yml's."""
+    import re
+
+    from tools.colab import repository
+
+    url = repository()["url"]
+    for page in ("README.md", "CONTRIBUTING.md", "intro.md", "exercises.md", "instructors.md", "api.md"):
+        for found in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", (ROOT / page).read_text()):
+            assert found == url, f"{page} writes {found}; the repository is {url} (_config.yml)"
