@@ -19,6 +19,7 @@ import shutil
 import tarfile
 import urllib.request
 from dataclasses import dataclass
+from fnmatch import fnmatch
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -92,7 +93,8 @@ def _check_integrity(data: bytes, integrity: str, what: str) -> None:
 
 
 def _wanted(member: str, keep: tuple[str, ...]) -> bool:
-    from fnmatch import fnmatch
+    """Whether tarball member ``member`` is kept: ``keep`` holds exact paths, folders ending in "/"
+    and glob patterns, all relative to the tarball's ``package/``."""
     path = member.removeprefix("package/")
     return any(fnmatch(path, k) if "*" in k else (path == k or (k.endswith("/") and path.startswith(k)))
                for k in keep)
