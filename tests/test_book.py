@@ -13,6 +13,7 @@ import pytest
 
 from notebook_utils import ROOT, WIDGET_STATE, toc_chapters
 from tools.colab import repository
+from tools.repository_links import colab_url
 
 @pytest.fixture(scope="module")
 def html(built_book) -> Path:
@@ -31,8 +32,7 @@ def test_index_and_every_chapter_are_built(html):
 def test_chapter_page_links_to_its_notebook_in_colab(html, chapter):
     page = (html / f"{chapter}.html").read_text()
     repo = repository()
-    slug = repo["url"].removeprefix("https://github.com/")
-    target = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/{chapter}.ipynb"
+    target = colab_url(repo["url"], repo["branch"], f"{chapter}.ipynb")
     assert target in page, f"no Open-in-Colab link to {target}"
 
 
@@ -56,7 +56,6 @@ def test_math_is_passed_to_mathjax(html):
 def test_exercises_page_opens_each_exercise_notebook_in_colab(html):
     page = (html / "exercises.html").read_text()
     repo = repository()
-    slug = repo["url"].removeprefix("https://github.com/")
     for path in sorted((ROOT / "solutions").glob("*.ipynb")):
-        target = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/exercises/{path.name}"
+        target = colab_url(repo["url"], repo["branch"], f"exercises/{path.name}")
         assert f'href="{target}"' in page, f"exercises.html has no Colab link to {target}"

@@ -21,6 +21,7 @@ import pytest
 
 from notebook_utils import ROOT, toc_chapters
 from tools.colab import repository
+from tools.repository_links import colab_url
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 SCREENSHOT_CHAPTER = "chapters/05_momentum"
@@ -164,8 +165,7 @@ def test_chapter_typesets_math_shows_its_widget_default_and_links_to_colab(html,
     assert report["copyButtons"] == report["codeBlocks"] > 0, "every code block gets a copy button"
     assert report["dropdowns"] > 0 and report["openDropdowns"] == 0, "interview answers are hidden behind dropdowns"
     repo = repository()
-    slug = repo["url"].removeprefix("https://github.com/")
-    target = f"https://colab.research.google.com/github/{slug}/blob/{repo['branch']}/{chapter}.ipynb"
+    target = colab_url(repo["url"], repo["branch"], f"{chapter}.ipynb")
     assert report["colab"] == [target], f"Colab links {report['colab']} instead of exactly [{target}]"
 
 

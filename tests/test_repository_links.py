@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from notebook_utils import ROOT
-from tools.repository_links import substitutions
+from tools.repository_links import colab_url, substitutions
 
 
 def test_links_are_built_from_the_given_url_and_branch(tmp_path):
@@ -38,3 +38,8 @@ def test_pages_that_must_write_the_repository_url_write_the_configured_one():
     for page in ("README.md", "CONTRIBUTING.md", "intro.md", "exercises.md", "instructors.md", "api.md"):
         for found in re.findall(r"https://github\.com/[\w.-]+/[\w.-]+", (ROOT / page).read_text()):
             assert found == url, f"{page} writes {found}; the repository is {url} (_config.yml)"
+
+
+def test_colab_url_of_a_notebook():
+    assert colab_url("https://github.com/someone/course/", "main", "chapters/01_x.ipynb") == (
+        "https://colab.research.google.com/github/someone/course/blob/main/chapters/01_x.ipynb")

@@ -17,13 +17,20 @@ ROOT = Path(__file__).resolve().parent.parent
 COLAB = "https://colab.research.google.com/github"
 
 
-def substitutions(url: str, branch: str, root: Path = ROOT) -> dict[str, str]:
+def colab_url(url: str, branch: str, path: str) -> str:
+    """Colab's address for the notebook ``path`` (relative to the repository root) of ``url``@``branch``."""
     if not url.startswith("https://github.com/"):
         raise ValueError(f"the repository URL in _config.yml must be a https://github.com/ address, got {url!r}")
     slug = url.removeprefix("https://github.com/").rstrip("/")
+    return f"{COLAB}/{slug}/blob/{branch}/{path}"
+
+
+def substitutions(url: str, branch: str, root: Path = ROOT) -> dict[str, str]:
+    """The MyST substitutions above, for the repository ``url`` at ``branch``."""
+    colab_url(url, branch, "")  # validates the URL even when there is no exercise yet
     links = {"repository_url": f"<{url}>"}
     for path in sorted((root / "exercises").glob("*.ipynb")):
-        links[f"colab_exercises_{path.stem}"] = f"[{path.stem}]({COLAB}/{slug}/blob/{branch}/exercises/{path.name})"
+        links[f"colab_exercises_{path.stem}"] = f"[{path.stem}]({colab_url(url, branch, f'exercises/{path.name}')})"
     return links
 
 
