@@ -28,6 +28,7 @@ import torch
 from torch.optim import Optimizer
 
 from optlib import _validate
+from optlib.optim._closure import closure_loss
 
 #: The momentum schedules of :class:`AcceleratedGradient` (see the module docstring).
 SCHEDULES = ("t", "k", "constant")
@@ -90,10 +91,7 @@ class AcceleratedGradient(Optimizer):
         """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
         calling ``backward``, and its loss is returned.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

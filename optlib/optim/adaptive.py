@@ -11,6 +11,7 @@ import torch
 from torch.optim import Optimizer
 
 from optlib import _validate
+from optlib.optim._closure import closure_loss
 
 
 def _validate_betas(betas) -> tuple[float, float]:
@@ -35,10 +36,7 @@ class _Adaptive(Optimizer):
         """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
         calling ``backward``, and its loss is returned. Sparse gradients are refused.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is None:

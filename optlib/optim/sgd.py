@@ -5,6 +5,7 @@ import torch
 from torch.optim import Optimizer
 
 from optlib import _validate
+from optlib.optim._closure import closure_loss
 
 #: The ``formulation`` of :class:`SGD`: velocity in gradient units (as torch) or in parameter units.
 FORMULATIONS = ("torch", "classical")
@@ -88,10 +89,7 @@ class SGD(Optimizer):
         """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
         calling ``backward``, and its loss is returned.
         """
-        loss = None
-        if closure is not None:
-            with torch.enable_grad():
-                loss = closure()
+        loss = closure_loss(closure)
         for group in self.param_groups:
             hyper = {k: group[k] for k in ("lr", "momentum", "nesterov", "weight_decay")}
             classical = group["formulation"] == "classical"
