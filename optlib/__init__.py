@@ -2,7 +2,7 @@
 
 Modules are named after what they hold:
 
-- :mod:`optlib.device`     device choice and seeding
+- :mod:`optlib.device`     device choice, seeding and the thread count
 - :mod:`optlib.functions`  2-D and n-D test functions with known minima
 - :mod:`optlib.data`       data sets shipped with packages (scikit-learn's digits)
 - :mod:`optlib.models`     linear classifier, small MLP, accuracy
@@ -23,8 +23,8 @@ Modules are named after what they hold:
 - :mod:`optlib.widgets`    every interactive control of the book
 - :mod:`optlib.grading`    exercise checks (``checker``), the batch grader, the exercise generator
 """
-from optlib.device import describe_device, describe_runtime, get_device, seed_everything
+from optlib.device import describe_device, describe_runtime, get_device, seed_everything, set_num_threads
 
 __version__ = "0.1.0"
 
-__all__ = ["describe_device", "describe_runtime", "get_device", "seed_everything", "__version__"]
+__all__ = ["describe_device", "describe_runtime", "get_device", "seed_everything", "set_num_threads", "__version__"]

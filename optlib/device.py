@@ -53,6 +53,35 @@ def describe_runtime() -> str:
             "which is faster for them; pass device=optlib.get_device() to run your own on the GPU.")
 
 
+THREADS_VARIABLE = "OPTLIB_NUM_THREADS"
+
+
+def set_num_threads(n: int | None = None) -> int:
+    """Set torch's intra-op thread count for this process and return it.
+
+    ``n=None`` takes the environment variable ``OPTLIB_NUM_THREADS`` when it is set, else 1.
+    Every chapter's set-up cell calls this, so a notebook computes with the thread count the
+    book's stored outputs were made with, whatever torch's default is on the learner's machine
+    (the order of a parallel reduction, and with it the rounding, depends on the thread count),
+    and so a busy CPU does not stall it: the chapters' tensors are small, and many threads
+    contending for a few cores are far slower than one. ``OPTLIB_NUM_THREADS=2`` is how the
+    robustness check (``make.py check-robust``) runs the notebooks with another reduction order.
+    """
+    if n is None:
+        raw = os.environ.get(THREADS_VARIABLE, "").strip()
+        if raw:
+            try:
+                n = int(raw)
+            except ValueError:
+                raise ValueError(f"{THREADS_VARIABLE} must be a positive integer, got {raw!r}") from None
+        else:
+            n = 1
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"the number of threads must be a positive integer, got {n!r}")
+    torch.set_num_threads(n)
+    return n
+
+
 def seed_everything(seed: int = 0) -> torch.Generator:
     """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded with ``seed``.
 

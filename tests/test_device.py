@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from optlib import (data, describe_device, describe_runtime, functions, geometry, get_device, losses, models, optim,
-                    run, search, seed_everything, tuning)
+                    run, search, seed_everything, set_num_threads, tuning)
 
 HAS_CUDA = torch.cuda.is_available()
 
@@ -182,3 +182,30 @@ def test_train_says_clearly_when_data_and_model_are_on_different_devices():
     with pytest.raises(ValueError, match="the data are on meta but the model's parameters are on cpu"):
         tuning.train_and_validate(lambda gen: models.MLP((64, 8, 10), generator=gen), losses.softmax_loss, digits,
                                   optim.SGD, epochs=1, batch_size=64, lr=0.1)
+
+
+def test_set_num_threads_defaults_to_one_and_reads_the_environment(monkeypatch):
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OPTLIB_NUM_THREADS", raising=False)
+        assert set_num_threads() == 1 and torch.get_num_threads() == 1
+        monkeypatch.setenv("OPTLIB_NUM_THREADS", "2")
+        assert set_num_threads() == 2 and torch.get_num_threads() == 2
+        assert set_num_threads(1) == 1 and torch.get_num_threads() == 1  # an explicit count wins
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "2"])
+def test_set_num_threads_rejects_a_bad_count(bad):
+    before = torch.get_num_threads()
+    with pytest.raises(ValueError, match="positive integer"):
+        set_num_threads(bad)
+    assert torch.get_num_threads() == before
+
+
+@pytest.mark.parametrize("raw", ["two", "0", "1.5"])
+def test_set_num_threads_rejects_a_bad_environment_value(monkeypatch, raw):
+    monkeypatch.setenv("OPTLIB_NUM_THREADS", raw)
+    with pytest.raises(ValueError, match="OPTLIB_NUM_THREADS|positive integer"):
+        set_num_threads()

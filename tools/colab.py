@@ -2,8 +2,10 @@
 
 ``python -m tools.colab`` writes it as the first code cell of every chapter and every solutions
 notebook (the exercise notebooks inherit it from solutions/ through ``make.py exercises``); the
-tests check that every chapter's first code cell is exactly this text. Its one printed line,
-``optlib.describe_runtime()``, says whether a GPU was found and that the chapters stay on the CPU.
+tests check that every chapter's first code cell is exactly this text. It sets torch's thread
+count (``optlib.set_num_threads``: one thread, the count the stored outputs were made with, so a
+learner's kernel rounds as the book's did and a busy CPU does not stall it), and its one printed
+line, ``optlib.describe_runtime()``, says whether a GPU was found and that the chapters stay on the CPU.
 """
 from __future__ import annotations
 
@@ -17,11 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = '''\
 # Set-up. In Colab this installs optlib from the course repository, keeping Colab's own
-# torch, numpy and ipywidgets (--no-deps: no runtime restart). Elsewhere it does nothing.
+# torch, numpy and ipywidgets (--no-deps: no runtime restart); elsewhere it skips the install.
 import sys
 if "google.colab" in sys.modules:
     %pip install --quiet --no-deps "optlib @ git+{url}@{branch}"
 import optlib
+# One torch thread, as the book computed its outputs (OPTLIB_NUM_THREADS=n overrides).
+optlib.set_num_threads()
 print(optlib.describe_runtime())'''
 
 
