@@ -2,7 +2,10 @@
 """The course's commands. Each sets up ./.venv itself (from requirements.txt) on first use.
 
     python3 make.py book      build the book into _build/html (prints the path)
-    python3 make.py test      run every test: optlib unit tests, nbval, notebook checks, book build
+    python3 make.py test      run every test: optlib unit tests, nbval, notebook checks, book build,
+                              then nbval again under a perturbed floating-point environment
+    python3 make.py check-robust [--env NAME|all] [NOTEBOOK ...]
+                                             nbval under perturbed floating-point environments (tools/robustness.py)
     python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
     python3 make.py colab-cell               write the Colab set-up cell into every chapter and solutions notebook
     python3 make.py lock                     refresh requirements.txt from the current .venv
@@ -61,6 +64,11 @@ def book(args) -> None:
 
 
 def test(args) -> None:
+    """Every test, then nbval again under a perturbed floating-point environment (tools/robustness.py).
+
+    The second pass is what makes a stored output count: it must be reproduced by kernels that
+    round differently, as another CPU or a GPU would. With arguments (a selection of tests) only
+    the selection runs, without the second pass."""
     ensure_env()
     start = time.perf_counter()
     # two xdist workers each run a notebook kernel; one torch thread per kernel avoids contention
@@ -68,13 +76,23 @@ def test(args) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     result = subprocess.run([str(PY), "-m", "pytest", "-n", "2", "--dist", "loadfile", *args], cwd=ROOT, env=env)
     _say(f"tests finished in {time.perf_counter() - start:.0f} s")
-    sys.exit(result.returncode)
+    code = result.returncode
+    if not args:
+        robust = subprocess.run([str(PY), "-m", "tools.robustness"], cwd=ROOT).returncode
+        code = code or robust
+    _say(f"{'all passed' if code == 0 else 'FAILED'} in {time.perf_counter() - start:.0f} s")
+    sys.exit(code)
 
 
 def execute(args) -> None:
     ensure_env()
     paths = args or sorted(str(p.relative_to(ROOT)) for d in NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
     _run(PY, "-m", "tools.execute", *paths)
+
+
+def check_robust(args) -> None:
+    ensure_env()
+    _run(PY, "-m", "tools.robustness", *args)
 
 
 def colab_cell(args) -> None:
@@ -102,7 +120,7 @@ def grade(args) -> None:
     _run(PY, "-m", "optlib.grading.batch", *args)
 
 
-COMMANDS = {"book": book, "test": test, "execute": execute, "colab-cell": colab_cell, "lock": lock, "exercises": exercises, "grade": grade}
+COMMANDS = {"book": book, "test": test, "check-robust": check_robust, "execute": execute, "colab-cell": colab_cell, "lock": lock, "exercises": exercises, "grade": grade}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

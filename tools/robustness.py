@@ -44,13 +44,16 @@ def notebooks() -> list[str]:
     return [str(p.relative_to(ROOT)) for d in NOTEBOOK_DIRS for p in sorted((ROOT / d).glob("*.ipynb"))]
 
 
-def run_nbval(name: str, paths: list[str], extra: list[str] = ()) -> tuple[int, float]:
-    """Run nbval on ``paths`` under environment ``name``; return (pytest's exit code, seconds)."""
+def run_nbval(name: str, paths: list[str], workers: int | None = None) -> tuple[int, float]:
+    """Run nbval on ``paths`` under environment ``name``; return (pytest's exit code, seconds).
+
+    ``workers``: pytest-xdist processes (0: none); by default two, or one where each kernel runs
+    two threads, so that the kernels never ask for more threads than the two cores of CI."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONHASHSEED": "0", **ENVIRONMENTS[name]}
-    # two threads per kernel on two xdist workers would oversubscribe two cores: one worker then
-    workers = "1" if env.get("OPTLIB_NUM_THREADS", "1") != "1" else "2"
-    command = [sys.executable, "-m", "pytest", "-n", workers, "--dist", "loadfile", "-q",
-               "--tb=short", "-rf", *extra, *paths]
+    if workers is None:
+        workers = 1 if env.get("OPTLIB_NUM_THREADS", "1") != "1" else 2
+    command = [sys.executable, "-m", "pytest", "-c", str(ROOT / "pyproject.toml"), "-n", str(workers), "--dist", "loadfile",
+               "-q", "--tb=short", "-rf", *paths]
     start = time.perf_counter()
     print(f"[robustness] {name}: {' '.join(f'{k}={v}' for k, v in ENVIRONMENTS[name].items())}: "
           f"nbval on {len(paths)} notebook(s)", flush=True)
