@@ -53,6 +53,7 @@ def describe_runtime() -> str:
             "which is faster for them; pass device=optlib.get_device() to run your own on the GPU.")
 
 
+#: environment variable that overrides the thread count of :func:`set_num_threads` (default 1)
 THREADS_VARIABLE = "OPTLIB_NUM_THREADS"
 
 
