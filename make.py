@@ -3,7 +3,7 @@
 
     python3 make.py book      build the book into _build/html (prints the path)
     python3 make.py test      run every test: optlib unit tests, nbval, notebook checks, book build,
-                              then nbval again under a perturbed floating-point environment
+                              then nbval again under two perturbed floating-point environments
     python3 make.py check-robust [--env NAME|all] [NOTEBOOK ...]
                                              nbval under perturbed floating-point environments (tools/robustness.py)
     python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
@@ -64,7 +64,7 @@ def book(args) -> None:
 
 
 def test(args) -> None:
-    """Every test, then nbval again under a perturbed floating-point environment (tools/robustness.py).
+    """Every test, then nbval again under two perturbed floating-point environments (tools/robustness.py).
 
     The second pass is what makes a stored output count: it must be reproduced by kernels that
     round differently, as another CPU or a GPU would. With arguments (a selection of tests) only

@@ -20,7 +20,7 @@ def test_the_issue_environments_are_all_there():
     assert env["aten-avx2"] == {"ATEN_CPU_CAPABILITY": "avx2"}
     assert env["mkl-compatible"] == {"MKL_CBWR": "COMPATIBLE"}
     assert env["threads-2"]["OPTLIB_NUM_THREADS"] == "2" and env["threads-2"]["OMP_NUM_THREADS"] == "2"
-    assert env[robustness.PERTURBED] == {"ATEN_CPU_CAPABILITY": "default", "MKL_CBWR": "COMPATIBLE"}
+    assert set(robustness.CI_PASSES) <= set(env) and len(robustness.CI_PASSES) >= 2
 
 
 def test_the_default_pass_covers_every_chapter_and_solutions_notebook():
