@@ -5,13 +5,16 @@ Clipping by global norm rescales all gradients together,
 .. math::
     g \leftarrow g \cdot \min\!\Big(1, \frac{c}{\|g\| + 10^{-6}}\Big),
 
-so the update keeps its direction and only its length is capped at c. :func:`clip_grad_norm_`
-gives the same result as ``torch.nn.utils.clip_grad_norm_`` (tested).
+so the gradient keeps its direction and only its length is capped at c. :func:`clip_grad_norm_`
+gives the same result as ``torch.nn.utils.clip_grad_norm_`` (tested). What is capped is the
+gradient fed to the optimizer, not the step: with momentum ρ the step can grow to lr·c/(1 − ρ);
+:func:`step_lengths` measures the steps a run actually takes.
 """
 from __future__ import annotations
 
 import math
-from typing import Iterable
+from contextlib import contextmanager
+from typing import Iterable, Iterator
 
 import torch
 
@@ -70,3 +73,36 @@ def check_finite(loss, step: int | None = None) -> float:
         where = f" at step {step}" if step is not None else ""
         raise NonFiniteLossError(f"loss became {value}{where}; lower the learning rate or clip the gradients")
     return value
+
+
+@contextmanager
+def step_lengths() -> Iterator[list[float]]:
+    """Record ‖θ_after − θ_before‖, the length of every optimizer step taken inside the block.
+
+    ``with stability.step_lengths() as lengths: trace = run.train(...)`` appends one float per
+    ``optimizer.step()`` of any ``torch.optim.Optimizer`` (all its parameters taken as one vector),
+    through PyTorch's global optimizer step hooks, which are removed when the block ends. Nothing
+    about the run changes. With clipping at c and SGD's momentum ρ, a step can be longer than lr·c.
+    """
+    from torch.optim.optimizer import register_optimizer_step_post_hook, register_optimizer_step_pre_hook
+
+    lengths: list[float] = []
+    before: dict[int, list[torch.Tensor]] = {}
+
+    def params(optimizer):
+        return [p for group in optimizer.param_groups for p in group["params"]]
+
+    def pre(optimizer, args, kwargs):
+        before[id(optimizer)] = [p.detach().clone() for p in params(optimizer)]
+
+    def post(optimizer, args, kwargs):
+        old = before.pop(id(optimizer))
+        squares = [(p.detach() - q).pow(2).sum().to(old[0].device) for p, q in zip(params(optimizer), old)]
+        lengths.append(math.sqrt(torch.stack(squares).sum().item()) if squares else 0.0)
+
+    handles = [register_optimizer_step_pre_hook(pre), register_optimizer_step_post_hook(post)]
+    try:
+        yield lengths
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from optlib import functions
+from optlib import functions, stability
 from optlib.data import Dataset, minibatches
 from optlib.optim import SGD, Adam
 from optlib.run import minimize, train
@@ -278,3 +278,31 @@ def test_clip_grad_norm_with_infinite_max_norm_does_not_clip_like_torch():
     torch.testing.assert_close(total, expected)
     for p, q in zip(ours, theirs):
         assert torch.equal(p.grad, q.grad)
+
+
+# ----------------------------------------------------------------- step lengths
+
+def test_step_lengths_of_plain_sgd_are_lr_times_the_gradient_norm_and_change_nothing():
+    data, lr = tiny_data(), 0.1
+    kwargs = dict(steps=8, batch_size=16, lr=lr)
+    with stability.step_lengths() as lengths:
+        trace = train(tiny_model(), nn.functional.cross_entropy, data, SGD, generator=torch.Generator().manual_seed(1),
+                      **kwargs)
+    assert len(lengths) == trace.steps == 8
+    np.testing.assert_allclose(lengths, lr * np.array(trace.grad_norm), rtol=1e-12)
+    plain = train(tiny_model(), nn.functional.cross_entropy, data, SGD, generator=torch.Generator().manual_seed(1),
+                  **kwargs)
+    assert plain.loss == trace.loss and plain.grad_norm == trace.grad_norm
+    SGD(tiny_model().parameters(), lr=lr).step()  # outside the block: the hooks are gone
+    assert len(lengths) == 8
+
+
+def test_step_lengths_with_clipping_and_momentum_exceed_lr_times_c_but_not_the_bound():
+    lr, c, rho = 0.5, 0.1, 0.9
+    with stability.step_lengths() as lengths:
+        trace = train(tiny_model(), nn.functional.cross_entropy, tiny_data(), SGD, steps=30, batch_size=16, lr=lr,
+                      momentum=rho, clip_grad_norm=c, generator=torch.Generator().manual_seed(1))
+    assert min(trace.grad_norm) > c  # every gradient clipped to length c
+    assert lengths[0] == pytest.approx(lr * c, rel=1e-6)  # the first step is lr times the clipped gradient
+    assert max(lengths) > 2 * lr * c  # the velocity adds clipped gradients up
+    assert max(lengths) <= lr * c / (1 - rho) * (1 + 1e-9)  # ...to at most lr c / (1 - rho)
