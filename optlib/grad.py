@@ -76,6 +76,20 @@ def order_of_magnitude(value: float) -> str:
     return f"{10.0 ** round(math.log10(abs(value))):.0e}"
 
 
+def decade(value: float) -> str:
+    """The decade that holds ``value``, as text: ``"[1e-04, 1e-03)"`` for 3e-4.
+
+    For an error that varies between machines by tens of percent (a float32 round-off error),
+    :func:`order_of_magnitude` can flip where the value is near 10^(k + 1/2), e.g. 3.2e-4; the
+    decade flips only near a power of ten. Print whichever of the two the value is far from.
+    """
+    value = float(value)
+    if value <= 0 or not math.isfinite(value):
+        raise ValueError(f"decade needs a positive finite value, got {value!r}")
+    k = math.floor(math.log10(value))
+    return f"[{10.0 ** k:.0e}, {10.0 ** (k + 1):.0e})"
+
+
 @dataclass
 class GradCheck:
     """The outcome of :func:`gradient_check`."""

@@ -239,3 +239,15 @@ def test_finite_difference_errors_follow_h_and_h_squared_then_round_off():
                                          (0.0, "0"), (float("inf"), "inf"), (-4e-7, "1e-06")])
 def test_order_of_magnitude_rounds_to_the_nearest_power_of_ten(value, text):
     assert grad.order_of_magnitude(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(3e-4, "[1e-04, 1e-03)"), (3.2e-4, "[1e-04, 1e-03)"), (1e-3, "[1e-03, 1e-02)"),
+                                         (0.999, "[1e-01, 1e+00)"), (5.5e-10, "[1e-10, 1e-09)"), (1.7, "[1e+00, 1e+01)")])
+def test_decade_brackets_the_value_between_powers_of_ten(value, text):
+    assert grad.decade(value) == text
+
+
+@pytest.mark.parametrize("bad", [0.0, -1e-3, float("nan"), float("inf")])
+def test_decade_refuses_values_without_a_decade(bad):
+    with pytest.raises(ValueError, match="positive finite"):
+        grad.decade(bad)
