@@ -5,7 +5,8 @@ one in which SIMD kernels ATen picks, which code path MKL takes, and how many th
 reduction; each of those changes the rounding of a float32 sum in its last bits, and a chaotic
 experiment (a training run near divergence, a metric printed to more digits than it has) turns
 those bits into different printed numbers. Each environment below makes one of those changes on
-*this* machine, so ``nbval`` under it fails exactly the cells whose outputs depend on one CPU:
+*this* machine, so ``nbval`` under it fails cells whose outputs depend on one CPU's rounding (a
+pass samples rounding: it catches a fragile cell with high probability, it cannot prove one robust):
 
     python -m tools.robustness                         the CI passes (CI_PASSES) on chapters/ and solutions/
     python -m tools.robustness --env all                 each environment in turn
