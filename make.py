@@ -23,12 +23,13 @@ import time
 import venv
 from pathlib import Path
 
+from tools import executed_notebooks
+
 ROOT = Path(__file__).resolve().parent
 VENV = ROOT / ".venv"
 BIN = VENV / ("Scripts" if os.name == "nt" else "bin")
 PY = BIN / "python"
 STAMP = VENV / ".installed-from"
-NOTEBOOK_DIRS = ("chapters", "solutions")
 
 
 def _say(msg: str) -> None:
@@ -86,7 +87,7 @@ def test(args) -> None:
 
 def execute(args) -> None:
     ensure_env()
-    paths = args or sorted(str(p.relative_to(ROOT)) for d in NOTEBOOK_DIRS for p in (ROOT / d).glob("*.ipynb"))
+    paths = args or [str(p.relative_to(ROOT)) for p in executed_notebooks()]
     _run(PY, "-m", "tools.execute", *paths)
 
 

@@ -1,6 +1,6 @@
 """The perturbed nbval pass (tools/robustness.py): its environments reach the notebook kernel, and
 a stored output that only one numerical environment produces fails it; `make.py test` runs it."""
-import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -51,7 +51,6 @@ def _capability_in(env: dict) -> str:
 def test_a_notebook_storing_one_environments_output_fails_the_pass_and_passes_under_that_environment(tmp_path, monkeypatch):
     # the kernel of the perturbed pass must see the environment: a notebook whose stored output is the
     # capability ATen picked under ATEN_CPU_CAPABILITY=default passes there and fails in the plain environment
-    import os
     perturbed = _capability_in({**os.environ, **robustness.ENVIRONMENTS["aten-default"]})
     assert perturbed == "DEFAULT"
     nb = nbformat.v4.new_notebook()

@@ -15,6 +15,8 @@ from pathlib import Path
 import nbformat
 import yaml
 
+from tools import executed_notebooks
+
 ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = '''\
@@ -60,8 +62,7 @@ def write_colab_cell(path: Path) -> bool:
 
 
 if __name__ == "__main__":
-    paths = [Path(p) for p in sys.argv[1:]] or [p for d in ("chapters", "solutions")
-                                                 for p in sorted((ROOT / d).glob("*.ipynb"))]
+    paths = [Path(p) for p in sys.argv[1:]] or executed_notebooks()
     for p in paths:
         if write_colab_cell(p):
             print(f"{p}: Colab cell written (re-execute it with make.py execute)")

@@ -25,10 +25,8 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-NOTEBOOK_DIRS = ("chapters", "solutions")
+from tools import ROOT, executed_notebooks
 
 ENVIRONMENTS: dict[str, dict[str, str]] = {
     # ATen's portable kernels instead of the AVX2/AVX-512 ones: other vector widths, other sums
@@ -44,7 +42,7 @@ CI_PASSES = ("aten-default", "mkl-compatible")
 
 
 def notebooks() -> list[str]:
-    return [str(p.relative_to(ROOT)) for d in NOTEBOOK_DIRS for p in sorted((ROOT / d).glob("*.ipynb"))]
+    return [str(p.relative_to(ROOT)) for p in executed_notebooks()]
 
 
 def run_nbval(name: str, paths: list[str], workers: int | None = None) -> tuple[int, float]:
