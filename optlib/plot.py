@@ -10,10 +10,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+#: Widest figure, in inches: at ``figure.dpi`` 100 it is 760 pixels, which the book's content
+#: column shows at full size at 1280 px (tools/static/course.css), so a 10-point label is about
+#: 14 pixels tall on the page. A wider figure would be shrunk to fit and its text with it.
+PAGE_WIDTH = 7.6
+#: At most this many panels side by side; more panels go on more rows.
+MAX_COLUMNS = 3
+
 #: The book's matplotlib rcParams, applied by :func:`use_book_style`.
 BOOK_STYLE = {
-    "figure.figsize": (6.4, 4.0),
+    "figure.figsize": (6.0, 3.8),
     "figure.dpi": 100,
+    "savefig.dpi": 100,
     "axes.grid": True,
     "grid.alpha": 0.3,
     "axes.spines.top": False,
@@ -32,11 +40,37 @@ def use_book_style() -> None:
 use_book_style()
 
 
+def figure_size(ncols: int = 1, nrows: int = 1, width: float | None = None, height: float | None = None):
+    """``(width, height)`` in inches of a figure of ``nrows`` x ``ncols`` panels that fits the page.
+
+    One panel is 6 inches wide; two or three share :data:`PAGE_WIDTH`. Raises ``ValueError`` for a
+    width beyond the page or more than :data:`MAX_COLUMNS` panels per row: their text would be
+    shrunk below legibility when the page scales the image down.
+    """
+    for name, value in (("ncols", ncols), ("nrows", nrows)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if ncols > MAX_COLUMNS:
+        raise ValueError(
+            f"at most {MAX_COLUMNS} panels fit side by side on the page, got ncols={ncols}: "
+            "use more rows (nrows)"
+        )
+    width = width if width is not None else (6.0 if ncols == 1 else PAGE_WIDTH)
+    if not 0 < width <= PAGE_WIDTH:
+        raise ValueError(
+            f"a figure is at most PAGE_WIDTH = {PAGE_WIDTH} inches wide (the page column), "
+            f"got width={width}: use fewer panels per row"
+        )
+    height = height if height is not None else (3.4 if ncols > 1 else 3.8) * nrows
+    if not height > 0:
+        raise ValueError(f"height must be positive, got {height}")
+    return width, height
+
+
 def subplots(ncols: int = 1, nrows: int = 1, *, width: float | None = None, height: float | None = None, **kwargs):
-    """``plt.subplots`` sized for the book page: about 4.5 inches wide per panel, up to 13."""
-    width = width or min(4.5 * ncols, 13.0)
-    height = height or 3.6 * nrows
-    fig, axes = plt.subplots(nrows, ncols, figsize=(width, height), layout="constrained", **kwargs)
+    """``plt.subplots`` sized for the book page (:func:`figure_size`), with constrained layout."""
+    fig, axes = plt.subplots(nrows, ncols, figsize=figure_size(ncols, nrows, width, height), layout="constrained",
+                             **kwargs)
     return fig, axes
 
 
@@ -233,6 +267,7 @@ def images(imgs, *, titles: Sequence[str] | None = None, ncols: int = 10, cmap: 
     k = len(imgs)
     ncols = min(ncols, k)
     nrows = -(-k // ncols)
+    scale = min(scale, PAGE_WIDTH / ncols)  # the grid never grows past the page column
     fig, axes = plt.subplots(nrows, ncols, figsize=(scale * ncols, scale * nrows + (0.4 if suptitle else 0)),
                              layout="constrained", squeeze=False)
     for i, ax in enumerate(axes.flat):
@@ -269,8 +304,10 @@ def arrows(origin, vectors, *, ax=None, labels: Sequence[str] | None = None, sca
 
 
 def scatter(points, labels=None, *, ax=None, names: Mapping | None = None, s: float = 8.0,
-            title: str | None = None, xlabel: str = "$x_1$", ylabel: str = "$x_2$"):
+            title: str | None = None, xlabel: str | None = None, ylabel: str | None = None):
     """Scatter plot of ``points`` (n, 2), coloured by integer ``labels`` (n,) when given.
+
+    The axes are labelled x₁ and x₂ unless ``xlabel``/``ylabel`` say otherwise.
 
     ``names`` maps a label to its legend entry (e.g. ``{0: "minimum 1", -1: "none"}``); label −1
     is drawn in grey. Points of one label share a colour across calls.
@@ -292,7 +329,7 @@ def scatter(points, labels=None, *, ax=None, names: Mapping | None = None, s: fl
             name = (names or {}).get(int(value), str(value))
             ax.scatter(pts[mask, 0], pts[mask, 1], s=s, color=color, label=name, linewidths=0)
         ax.legend(loc="upper right", fontsize=8, frameon=True, markerscale=2)
-    ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    ax.set(xlabel="$x_1$" if xlabel is None else xlabel, ylabel="$x_2$" if ylabel is None else ylabel, title=title)
     return ax
 
 

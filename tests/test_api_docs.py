@@ -18,7 +18,10 @@ from sphinx.pycode import ModuleAnalyzer
 
 import optlib
 
-API = Path(__file__).resolve().parents[1] / "api.md"
+ROOT = Path(__file__).resolve().parents[1]
+API = ROOT / "api.md"
+#: one page per module (or family of modules) under api/, listed under api.md in _toc.yml
+API_PAGES = sorted((ROOT / "api").glob("*.md"))
 
 # The checks of each chapter's exercise questions: importable (so `check` works in Colab) but
 # they are the grader's tests, computing the answers; they are not an API for readers.
@@ -38,7 +41,8 @@ def public_modules() -> list[str]:
 
 
 def documented_modules() -> list[str]:
-    return re.findall(r"^\.\. automodule:: (\S+)\s*$", API.read_text(encoding="utf-8"), re.M)
+    return [name for page in (API, *API_PAGES)
+            for name in re.findall(r"^\.\. automodule:: (\S+)\s*$", page.read_text(encoding="utf-8"), re.M)]
 
 
 def _assigned_names(module) -> list[str]:
@@ -121,6 +125,19 @@ def test_api_page_lists_every_public_module():
     assert not missing, f"api.md has no `.. automodule::` for {missing}: add a section (or list them in NOT_DOCUMENTED)"
     unknown = sorted(set(documented) - set(public_modules()))
     assert not unknown, f"api.md documents modules that are not public optlib modules: {unknown}"
+
+
+def test_every_api_page_is_in_the_table_of_contents_under_the_reference():
+    import yaml
+
+    toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
+    api = next(e for part in toc["parts"] for e in part["chapters"] if e["file"] == "api")
+    listed = [s["file"] for s in api.get("sections", [])]
+    assert sorted(listed) == sorted(f"api/{p.stem}" for p in API_PAGES), \
+        "each page of api/ is a section of `api` in _toc.yml (the book builds only listed pages)"
+    index = API.read_text(encoding="utf-8")
+    for page in API_PAGES:
+        assert f"<api/{page.stem}>`" in index, f"api.md's table of modules does not link api/{page.name}"
 
 
 @pytest.mark.parametrize("module_name", documented_modules())

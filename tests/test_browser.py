@@ -25,6 +25,7 @@ from tools.repository_links import colab_url
 
 SCREENSHOTS = ROOT / "_build" / "screenshots"
 SCREENSHOT_CHAPTER = "chapters/05_momentum"
+FIGURES_CHAPTER = "chapters/08_choosing_an_optimizer"
 PAGE_TIMEOUT = 60  # seconds for one page's scripts (MathJax, widgets) to finish
 
 # Read in the page once its scripts have run: what the reader actually sees.
@@ -47,8 +48,28 @@ return {
   copyButtons: document.querySelectorAll('button.copybtn').length,
   dropdowns: document.querySelectorAll('details.sd-dropdown').length,
   openDropdowns: document.querySelectorAll('details.sd-dropdown[open]').length,
+  // code and printed output that would need a horizontal scroll bar
+  scrolling: Array.from(document.querySelectorAll('article pre'))
+    .filter(p => p.scrollWidth > p.clientWidth + 1)
+    .map(p => `${p.scrollWidth} > ${p.clientWidth} px: ${p.textContent.split('\\n').sort((a, b) => b.length - a.length)[0].slice(0, 70)}`),
+  pageScrolls: document.scrollingElement.scrollWidth > document.scrollingElement.clientWidth + 1,
+  // figures the page shrinks (their labels with them)
+  shrunkFigures: Array.from(document.querySelectorAll('article img'))
+    .filter(i => i.naturalWidth > 0 && i.clientWidth > 0 && i.clientWidth < i.naturalWidth - 1)
+    .map(i => `${i.naturalWidth} px shown at ${i.clientWidth} px`),
+  searchBoxes: Array.from(document.querySelectorAll('.search-button-field, form.bd-search, .search-button'))
+    .filter(e => e.getClientRects().length > 0 && getComputedStyle(e).visibility !== 'hidden'
+                 && !e.closest('dialog:not([open])')).length,
+  links: Array.from(document.querySelectorAll('article a[href]')).map(a => a.getAttribute('href')),
 };
 """
+# What the page's console may log at warning level, and why. Anything else (and every error) fails.
+KNOWN_WARNINGS = {
+    # @jupyter-widgets/html-manager 1.0.15 compiles its own widget-state schema with Ajv's default
+    # strict mode, which logs this about the schema's union types (the schema and its validation
+    # work; nothing in the book's pages causes or can change it)
+    "strict mode: use allowUnionTypes to allow union type keyword",
+}
 # Resolves once MathJax has typeset the page and the widget manager has rendered every view.
 WAIT_FOR_SCRIPTS = """
 const done = arguments[arguments.length - 1];
@@ -121,7 +142,10 @@ def _open(browser, page: Path) -> dict:
     ready = browser.execute_async_script(WAIT_FOR_SCRIPTS)
     report = browser.execute_script(DOM_REPORT)
     report["ready"] = ready
-    report["console_errors"] = [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+    logs = browser.get_log("browser")
+    report["console_errors"] = [e["message"] for e in logs if e["level"] == "SEVERE"]
+    report["console_warnings"] = [e["message"] for e in logs if e["level"] == "WARNING"
+                                  and not any(known in e["message"] for known in KNOWN_WARNINGS)]
     return report
 
 
@@ -132,7 +156,7 @@ def _pages(html: Path) -> list[Path]:
     return list(dict.fromkeys(pages))
 
 
-def test_every_page_renders_offline_with_math_figures_and_no_console_errors(html, browser):
+def test_every_page_renders_offline_legibly_with_math_figures_and_no_console_errors(html, browser):
     problems = {}
     for page in _pages(html):
         report = _open(browser, page)
@@ -148,6 +172,17 @@ def test_every_page_renders_offline_with_math_figures_and_no_console_errors(html
             found.append(f"images that did not load: {report['brokenImages'][:3]}")
         if report["console_errors"]:
             found.append(f"console errors: {report['console_errors'][:3]}")
+        if report["console_warnings"]:
+            found.append(f"console warnings: {report['console_warnings'][:3]}")
+        if report["searchBoxes"] != 1:
+            found.append(f"{report['searchBoxes']} search boxes are shown instead of one")
+        if report["scrolling"]:
+            found.append(f"{len(report['scrolling'])} code or output blocks scroll sideways at 1280 px, "
+                         f"e.g. {report['scrolling'][:3]}")
+        if report["pageScrolls"]:
+            found.append("the page itself scrolls sideways at 1280 px")
+        if report["shrunkFigures"]:
+            found.append(f"figures shrunk to fit the column (their text too): {report['shrunkFigures'][:3]}")
         if found:
             problems[name] = found
     assert not problems, "\n".join(f"{page}: {'; '.join(found)}" for page, found in problems.items())
@@ -165,8 +200,12 @@ def test_chapter_typesets_math_shows_its_widget_default_and_links_to_colab(html,
     assert report["copyButtons"] == report["codeBlocks"] > 0, "every code block gets a copy button"
     assert report["dropdowns"] > 0 and report["openDropdowns"] == 0, "interview answers are hidden behind dropdowns"
     repo = repository()
-    target = colab_url(repo["url"], repo["branch"], f"{chapter}.ipynb")
-    assert report["colab"] == [target], f"Colab links {report['colab']} instead of exactly [{target}]"
+    launch = colab_url(repo["url"], repo["branch"], f"{chapter}.ipynb")
+    stem = chapter.split("/")[-1]
+    exercises = colab_url(repo["url"], repo["branch"], f"exercises/{stem}.ipynb")
+    assert report["colab"] == [launch, exercises], \
+        f"Colab links {report['colab']} instead of the chapter's launch button and its exercise notebook"
+    assert f"../solutions/{stem}.html" in report["links"], "the chapter does not link its solutions page"
 
 
 def test_search_finds_a_chapter(html, browser):
@@ -204,3 +243,15 @@ def test_screenshots_of_the_intro_and_a_chapter(html, browser):
     browser.save_screenshot(str(SCREENSHOTS / f"{name}-widget.png"))
     for shot in ("intro.png", f"{name}-math.png", f"{name}-widget.png"):
         assert (SCREENSHOTS / shot).stat().st_size > 20_000, f"{shot} looks empty"
+
+    # every figure of chapter 8 as the page shows it (its learning-rate sweep is the key result):
+    # to read the labels at the size a reader gets them
+    report = _open(browser, html / f"{FIGURES_CHAPTER}.html")
+    assert report["ready"] is True
+    figures = browser.find_elements(By.CSS_SELECTOR, "article .cell_output img")
+    assert figures, "chapter 8 shows no figure"
+    for k, figure in enumerate(figures, 1):
+        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure)
+        shot = SCREENSHOTS / f"{FIGURES_CHAPTER.split('/')[-1]}-figure-{k}.png"
+        figure.screenshot(str(shot))
+        assert shot.stat().st_size > 5_000, f"{shot.name} looks empty"

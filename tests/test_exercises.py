@@ -116,3 +116,73 @@ def test_solutions_notebook_follows_the_exercise_conventions(name):
     assert any("# BEGIN SOLUTION" in src for src in code), "no solution block"
     checks = [src.strip() for src in code if src.strip().startswith("check(")]
     assert checks and all(src.startswith('check("q') and src.endswith('")') for src in checks)
+
+
+def test_model_answers_stay_on_the_solutions_page_and_the_title_becomes_the_exercises():
+    nb = grading_demo.notebook()
+    nb.cells[0].source = "# Solutions: Demo chapter\n\nWorked solutions."
+    answer = nbformat.v4.new_markdown_cell(":::{dropdown} Model answer (q1)\nSquaring is x * x.\n:::")
+    nb.cells.insert(5, answer)
+    nb.cells.append(nbformat.v4.new_markdown_cell("## Further exercise 1 (e1, not graded): cubes"))
+    nb.cells.append(nbformat.v4.new_code_cell("# BEGIN SOLUTION\ncube = 27\n# END SOLUTION"))
+    ex = exercise_notebook(nb, chapter="99_demo")
+    assert not any(c.source.startswith(":::{dropdown} Model answer") for c in ex.cells)
+    assert len(ex.cells) == len(nb.cells) - 1
+    assert ex.cells[0].source.startswith("# Exercises: Demo chapter\n\nThe exercises of chapter 99, *Demo chapter*.")
+    assert ex.cells[-1].source == 'raise NotImplementedError("e1: your code here")'
+    assert nb.cells[5] is answer and nb.cells[0].source.startswith("# Solutions:"), "the input is untouched"
+
+
+@pytest.mark.parametrize("stem", [p.stem for p in SOLUTIONS])
+def test_chapter_exercises_section_and_solutions_title_are_not_stale(stem, tmp_path):
+    from tools import exercise_sections
+
+    for folder in ("chapters", "solutions"):
+        (tmp_path / folder).mkdir()
+        (tmp_path / folder / f"{stem}.ipynb").write_bytes((ROOT / folder / f"{stem}.ipynb").read_bytes())
+    changed = exercise_sections.update(stem, root=tmp_path)
+    assert not changed, f"run `python3 make.py exercises`: {[p.name for p in changed]} would change"
+
+
+@pytest.mark.parametrize("stem", [p.stem for p in SOLUTIONS])
+def test_chapter_lists_the_graded_questions_and_links_the_exercises_and_solutions(stem):
+    from tools import exercise_sections
+    from tools.colab import repository
+    from tools.repository_links import colab_url
+
+    chapter = nbformat.read(ROOT / "chapters" / f"{stem}.ipynb", as_version=4)
+    solutions = nbformat.read(ROOT / "solutions" / f"{stem}.ipynb", as_version=4)
+    section = next(c.source for c in chapter.cells if c.source.startswith("## Exercises"))
+    repo = repository()
+    assert f"]({colab_url(repo['url'], repo['branch'], f'exercises/{stem}.ipynb')})" in section
+    assert f"](../solutions/{stem}.ipynb)" in section
+    questions = exercise_sections.exercises_of(solutions)
+    graded = [q for q in questions if q.points is not None]
+    assert len(graded) >= 6, "a chapter has at least six graded questions"
+    for q in questions:
+        assert f"({q.id}" in section and q.title in section
+    title, _ = exercise_sections.chapter_title_and_label(chapter)
+    assert solutions.cells[0].source.startswith(f"# Solutions: {title}\n")
+
+
+def _question_sections(nb):
+    """``[(heading, [cells])]``: the cells from each question heading to the next heading of that level."""
+    sections = []
+    for cell in nb.cells:
+        first = cell.source.splitlines()[0] if cell.source else ""
+        if cell.cell_type == "markdown" and first.startswith("## "):
+            sections.append((first, [cell]))
+        elif sections:
+            sections[-1][1].append(cell)
+    return sections
+
+
+@pytest.mark.parametrize("name", [p.name for p in SOLUTIONS])
+def test_every_prompt_that_is_not_graded_has_a_model_answer(name):
+    from optlib.grading.exercises import is_model_answer
+
+    nb = nbformat.read(ROOT / "solutions" / name, as_version=4)
+    for heading, cells in _question_sections(nb):
+        prompts = [c for c in cells if c.cell_type == "markdown" and "Explain" in c.source and not is_model_answer(c)]
+        if prompts or "not graded" in heading:
+            assert any(is_model_answer(c) for c in cells), f"{name}: `{heading}` has no model answer cell"

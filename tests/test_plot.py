@@ -38,9 +38,27 @@ def test_book_style_is_applied():
 def test_subplots():
     fig, axes = plot.subplots(3, 2)
     assert axes.shape == (2, 3)
-    assert fig.get_figwidth() == pytest.approx(13.0) and fig.get_figheight() == pytest.approx(7.2)
+    assert fig.get_figwidth() == pytest.approx(plot.PAGE_WIDTH) and fig.get_figheight() == pytest.approx(6.8)
     fig, ax = plot.subplots(width=5, height=2)
     assert fig.get_size_inches().tolist() == [5, 2]
+
+
+def test_figures_fit_the_page_column_so_their_text_is_not_shrunk():
+    # at 100 dpi the page shows PAGE_WIDTH inches at full size (tools/static/course.css)
+    assert plt.rcParams["figure.dpi"] == plt.rcParams["savefig.dpi"] == 100
+    assert plot.PAGE_WIDTH * 100 <= 780
+    assert plt.rcParams["font.size"] >= 10 and plt.rcParams["figure.figsize"][0] <= plot.PAGE_WIDTH
+    for ncols in (1, 2, 3):
+        assert plot.figure_size(ncols)[0] <= plot.PAGE_WIDTH
+    with pytest.raises(ValueError, match="at most PAGE_WIDTH"):
+        plot.subplots(2, width=11)
+    with pytest.raises(ValueError, match="at most 3 panels"):
+        plot.subplots(4)
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="ncols must be a positive integer"):
+            plot.figure_size(bad)
+    axes = plot.images(np.zeros((20, 8, 8)), ncols=10)
+    assert axes[0, 0].figure.get_figwidth() <= plot.PAGE_WIDTH
 
 
 def test_grid_values():

@@ -20,12 +20,16 @@ from tools import executed_notebooks
 ROOT = Path(__file__).resolve().parent.parent
 
 TEMPLATE = '''\
-# Set-up. In Colab this installs optlib from the course repository, keeping Colab's own
-# torch, numpy and ipywidgets (--no-deps: no runtime restart); elsewhere it skips the install.
+# Set-up. In Colab this installs optlib from the course repository, keeping Colab's
+# own torch, numpy and ipywidgets (--no-deps: no runtime restart); elsewhere it skips
+# the install.
 import sys
+
 if "google.colab" in sys.modules:
-    %pip install --quiet --no-deps "optlib @ git+{url}@{branch}"
+    REPOSITORY = "{url}"
+    %pip install --quiet --no-deps "optlib @ git+{{REPOSITORY}}@{branch}"
 import optlib
+
 # One torch thread, as the book computed its outputs (OPTLIB_NUM_THREADS=n overrides).
 optlib.set_num_threads()
 print(optlib.describe_runtime())'''

@@ -142,7 +142,8 @@ def ensure_all(cache: Path = CACHE) -> Path:
 
 def _configure(app, config) -> None:
     ensure_all()
-    config.html_static_path = [*config.html_static_path, str(STATIC_ROOT), str(OWN_STATIC)]
+    added = [str(STATIC_ROOT), str(OWN_STATIC)]
+    config.html_static_path = [*config.html_static_path, *(p for p in added if p not in config.html_static_path)]
     config.mathjax_path = MATHJAX_PATH
     config.nb_ipywidgets_js = dict(WIDGET_SCRIPTS)
 

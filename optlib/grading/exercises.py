@@ -5,12 +5,15 @@ question sits between a line ``# BEGIN SOLUTION`` and a line ``# END SOLUTION``;
 version replaces each such block (markers included) with one line
 ``raise NotImplementedError("qk: your code here")`` at the indentation of the ``BEGIN`` line,
 where ``qk`` is the question the block belongs to (the ``(qk, ...)`` of the last
-``## Question k (qk, P points)`` heading above it, else the next ``check("qk")`` cell).
+``## Question k (qk, P points)`` heading above it, else the next ``check("qk")`` cell; an ungraded
+exercise is headed ``## Further exercise k (ek, not graded)``).
 Outputs, execution counts, saved widget state and the ``hide-input`` tag of solution cells (which
-folds the solution behind a toggle in the book) are dropped; everything else (cell ids,
-metadata, markdown) is kept, and the notebook metadata gains ``optlib.chapter`` so the batch
-grader recognises a renamed submission. The output is deterministic: the same solutions give
-the same bytes.
+folds the solution behind a toggle in the book) are dropped, and so are the model answers: the
+markdown cells that open with ``:::{dropdown} Model answer``, which the solutions page shows
+behind a toggle. The solutions notebook's title cell, ``# Solutions: <chapter title>``, becomes
+the exercise notebook's (:func:`exercise_intro`). Everything else (cell ids, metadata, markdown)
+is kept, and the notebook metadata gains ``optlib.chapter`` so the batch grader recognises a
+renamed submission. The output is deterministic: the same solutions give the same bytes.
 
 ``python3 make.py exercises`` writes ``exercises/`` from ``solutions/``.
 """
@@ -22,7 +25,8 @@ from pathlib import Path
 
 import nbformat
 
-__all__ = ["MarkerError", "BEGIN", "END", "HIDE_INPUT", "stub_source", "exercise_notebook", "exercise_text", "expected_exercises",
+__all__ = ["MarkerError", "BEGIN", "END", "HIDE_INPUT", "MODEL_ANSWER", "SOLUTIONS_TITLE", "stub_source",
+           "is_model_answer", "exercise_intro", "exercise_notebook", "exercise_text", "expected_exercises",
            "write_exercises"]
 
 #: The line that opens a solution in a code cell of a solutions notebook.
@@ -30,7 +34,11 @@ BEGIN = "# BEGIN SOLUTION"
 #: The line that closes it.
 END = "# END SOLUTION"
 _MARKER = re.compile(r"^(\s*)#\s*(BEGIN|END) SOLUTION\s*$")
-_HEADING_QUESTION = re.compile(r"^#+\s.*?\((q\d+)\b", re.M)
+_HEADING_QUESTION = re.compile(r"^#+\s.*?\(([qe]\d+)\b", re.M)
+#: How a model answer cell opens (a MyST dropdown: closed on the solutions page, absent from the exercises).
+MODEL_ANSWER = ":::{dropdown} Model answer"
+#: How a solutions notebook's first cell opens: ``# Solutions: <chapter title>``.
+SOLUTIONS_TITLE = "# Solutions: "
 _CHECK_CALL = re.compile(r"""^\s*check\(\s*["'](q\d+)["']\s*\)\s*$""")
 _WIDGET_STATE = "widgets"
 
@@ -96,9 +104,33 @@ def _drop_tag(cell, tag: str) -> None:
         cell.metadata.pop("tags", None)
 
 
+def is_model_answer(cell) -> bool:
+    """True for a markdown cell holding a model answer (it opens with :data:`MODEL_ANSWER`)."""
+    return cell.cell_type == "markdown" and cell.source.lstrip().startswith(MODEL_ANSWER)
+
+
+def exercise_intro(title: str, chapter: str | None) -> str:
+    """The first cell of an exercise notebook: its title and how to work through it."""
+    number = f"chapter {int(chapter[:2])}, " if chapter and chapter[:2].isdigit() else ""
+    return (
+        f"# Exercises: {title}\n\n"
+        f"The exercises of {number}*{title}*. Run the set-up cells first. For each question, replace\n"
+        "the `raise NotImplementedError(...)` lines with your code, run the cell, then run the\n"
+        '`check("qk")` cell below it: it tests your answer on fresh inputs, with tolerances, and says\n'
+        "what to look at when something is off. The *Explain* prompts and the further exercises are\n"
+        "not graded: write your answer in a markdown cell, then compare it with the model answer on\n"
+        "the solutions page of the online book."
+    )
+
+
 def exercise_notebook(nb, chapter: str | None = None, name: str = "notebook"):
     """The exercise version of the solution notebook ``nb`` (a new object; ``nb`` is untouched)."""
     nb = copy.deepcopy(nb)
+    nb.cells = [cell for cell in nb.cells if not is_model_answer(cell)]
+    first = nb.cells[0] if nb.cells else None
+    if first is not None and first.cell_type == "markdown" and first.source.startswith(SOLUTIONS_TITLE):
+        title = first.source.splitlines()[0].removeprefix(SOLUTIONS_TITLE).strip()
+        first.source = exercise_intro(title, chapter)
     for index, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
             cell.outputs = []

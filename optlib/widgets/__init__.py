@@ -4,6 +4,10 @@ Each widget draws its figure once with its default values when created, so an ex
 notebook stores that figure and the static book shows it; moving a control needs a kernel
 (Colab or local Jupyter). Controls update on release (``continuous_update=False``) so a slow
 redraw never queues up.
+
+This module holds the controls, :func:`interactive` and the optimizer playground; the widgets
+of one chapter live in a submodule named after its topic (e.g. ``optlib.widgets.momentum``), so
+a chapter's widget cell is one call and its drawing code is readable, tested library code.
 """
 from __future__ import annotations
 
@@ -92,7 +96,7 @@ def optimizer_playground(function: str = "rosenbrock", optimizer: str = "GD", lr
         fn = built[function]
         trace = run.minimize(fn, [x1, x2], optimizers[optimizer], steps=steps, lr=lr, on_nonfinite="stop",
                              name=optimizer)
-        fig, (left, right) = plot.subplots(2, width=11, height=4.2)
+        fig, (left, right) = plot.subplots(2, height=3.6)
         plot.contour(fn, ax=left, paths={optimizer: trace})
         plot.loss_curves({optimizer: trace}, ax=right, optimum=fn.min_value, logy=fn.min_value is not None)
         status = trace.stopped or f"f after {trace.steps} steps: {trace.final_loss:.3g}"
