@@ -9,7 +9,7 @@
     python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
     python3 make.py colab-cell               write the Colab set-up cell into every chapter and solutions notebook
     python3 make.py lock                     refresh requirements.txt from the current .venv
-    python3 make.py exercises                generate exercises/ from solutions/ (stubs, no outputs), and
+    python3 make.py exercises [NN_name ...]  generate exercises/ from solutions/ (stubs, no outputs), and
                                              each chapter's Exercises section and solutions title from them
     python3 make.py grade SUBMISSIONS_DIR [--out DIR] [--timeout SECONDS] [--gradescope] [--jobs N]
                                              grade a folder of submitted notebooks (JSON + CSV reports)
@@ -115,7 +115,7 @@ def lock(args) -> None:
 def exercises(args) -> None:
     ensure_env()
     # the solutions' title cells and the chapters' Exercises sections first: exercises/ is made from solutions/
-    _run(PY, "-m", "tools.exercise_sections")
+    _run(PY, "-m", "tools.exercise_sections", *args)
     _run(PY, "-m", "optlib.grading.exercises", *args)
 
 

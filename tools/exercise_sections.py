@@ -143,6 +143,6 @@ def stems(root: Path = ROOT) -> list[str]:
 
 
 if __name__ == "__main__":
-    for stem in sys.argv[1:] or stems():
+    for stem in [a.removesuffix(".ipynb").split("/")[-1] for a in sys.argv[1:]] or stems():
         for path in update(stem):
             print(f"{path.relative_to(ROOT)}: exercises section written")

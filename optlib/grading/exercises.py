@@ -182,7 +182,21 @@ def write_exercises(solutions: Path, exercises: Path) -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> None:
+    """Write exercises/ from solutions/; with chapter names (``05_momentum``) as arguments, only theirs."""
+    import sys
+
     root = Path(__file__).resolve().parents[2]
+    only = [a.removesuffix(".ipynb").split("/")[-1] for a in (sys.argv[1:] if argv is None else argv)]
+    if only:
+        for stem in only:
+            source, target = root / "solutions" / f"{stem}.ipynb", root / "exercises" / f"{stem}.ipynb"
+            if not source.exists():
+                raise SystemExit(f"no solutions notebook {source.relative_to(root)}")
+            text = exercise_text(source)
+            if not target.exists() or target.read_text(encoding="utf-8") != text:
+                target.write_text(text, encoding="utf-8")
+                print(f"{target.relative_to(root)}: written")
+        return
     changed = write_exercises(root / "solutions", root / "exercises")
     for path in changed:
         print(f"{path.relative_to(root)}: {'written' if path.exists() else 'removed (no solutions notebook)'}")
