@@ -114,6 +114,33 @@ class Quadratic(TestFunction):
         return f"Quadratic(condition_number={self.condition_number:g}, dim={self.dim})"
 
 
+class Sphere(TestFunction):
+    r"""f(x) = ½‖x‖² in ``dim`` dimensions: minimum 0 at the origin, Hessian I.
+
+    The roundest bowl there is (condition number 1), cheap in any dimension (no matrix), so it
+    measures how a method's cost grows with the dimension alone (chapter 1).
+    """
+
+    name = "sphere"
+
+    def __init__(self, dim: int = 2):
+        super().__init__(dim, [(-2.0, 2.0)] * dim, minima=[[0.0] * dim], min_value=0.0,
+                         start=[-1.8] + [1.0] * (dim - 1))
+
+    def value(self, x):
+        return 0.5 * (x * x).sum(-1)
+
+    def gradient(self, x):
+        return self._check(x).clone()
+
+    def hessian(self, x):
+        x = self._point(x)
+        return torch.eye(self.dim, dtype=x.dtype, device=x.device)
+
+    def __repr__(self):
+        return f"Sphere(dim={self.dim})"
+
+
 class Rosenbrock(TestFunction):
     r"""f(x) = Σᵢ b (x_{i+1} − xᵢ²)² + (a − xᵢ)², minimum 0 at (a, a², …) (all ones by default)."""
 
@@ -277,6 +304,7 @@ class Quartic(TestFunction):
 #: :meta hide-value:
 FUNCTIONS = {
     "quadratic": Quadratic,
+    "sphere": Sphere,
     "rosenbrock": Rosenbrock,
     "beale": Beale,
     "himmelblau": Himmelblau,

@@ -198,3 +198,111 @@ def finite_difference_errors(f: Callable[[torch.Tensor], torch.Tensor], x: float
     errors = [abs(numerical_gradient(f, point, h=_validate.positive("h", float(h)), method=method).item() - exact)
               for h in hs]
     return torch.tensor(errors, dtype=torch.float64)
+
+
+def directional_slopes(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, directions: torch.Tensor,
+                       h: float = 1e-5) -> torch.Tensor:
+    r"""The slope of ``f`` at ``x`` along each row u of ``directions``, by a central difference.
+
+    D_u f(x) ≈ (f(x + h u) − f(x − h u)) / 2h; for a differentiable f it equals ∇f(x)ᵀu, largest
+    along the gradient. ``x`` has shape (d,) and ``directions`` (k, d); returns a float64 tensor (k,).
+    """
+    h = _validate.positive("h", h)
+    if x.ndim != 1 or directions.ndim != 2 or directions.shape[1] != x.shape[0]:
+        raise ValueError(f"expected x of shape (d,) and directions of shape (k, d), "
+                         f"got {tuple(x.shape)} and {tuple(directions.shape)}")
+    with torch.no_grad():
+        return torch.tensor([(_scalar(f(x + h * u)) - _scalar(f(x - h * u))) / (2 * h) for u in directions],
+                            dtype=torch.float64)
+
+
+@dataclass
+class GradientCost:
+    """What one gradient of ``f`` at ``x`` costs, three ways (:func:`gradient_cost`).
+
+    ``evaluations`` counts calls of ``f`` and ``flops`` the floating-point operations that
+    ``torch.utils.flop_counter`` counts (matrix-matrix products and the like; neither
+    elementwise operations nor matrix-vector products are counted), for ``"forward"`` and ``"central"`` differences and for ``"autograd"``
+    (one evaluation and one backward pass).
+    """
+
+    dim: int
+    evaluations: dict[str, int]
+    flops: dict[str, int]
+
+
+def gradient_cost(f: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> GradientCost:
+    """Count the loss evaluations and the FLOPs of one gradient of ``f`` at ``x``, numerical and autograd.
+
+    A numerical gradient costs ``d + 1`` (forward) or ``2d`` (central) evaluations of ``f``, each
+    as many FLOPs as one evaluation; autograd costs one evaluation plus one backward pass,
+    whatever ``d`` is. Counted, not timed, so the result is the same on every machine.
+    """
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counted = CountingFunction(f)
+    with FlopCounterMode(display=False) as flops:
+        with torch.no_grad():
+            counted(x)
+    one_evaluation = flops.get_total_flops()
+    evaluations, total_flops = {}, {}
+    for method in _METHODS:
+        counted.reset()
+        numerical_gradient(counted, x, method=method)
+        evaluations[method] = counted.calls
+        total_flops[method] = counted.calls * one_evaluation
+    counted.reset()
+    leaf = x.detach().clone().requires_grad_(True)
+    with FlopCounterMode(display=False) as flops:
+        counted(leaf).backward()
+    evaluations["autograd"], total_flops["autograd"] = counted.calls, flops.get_total_flops()
+    return GradientCost(x.numel(), evaluations, total_flops)
+
+
+def flat_gradient(model: torch.nn.Module, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """The gradient of ``loss_fn(model(X), y)`` with respect to all parameters of ``model``, as one vector.
+
+    The parameters are concatenated in the order of ``model.parameters()``; ``model``'s ``.grad``
+    fields are left as they were.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(model(X), y), params)
+    return torch.cat([g.reshape(-1) for g in grads])
+
+
+def per_example_gradients(model: torch.nn.Module, loss_fn: Callable, X: torch.Tensor,
+                          y: torch.Tensor) -> torch.Tensor:
+    """The gradient of the loss of each example alone, as the rows of an ``(n, P)`` tensor.
+
+    Row i is :func:`flat_gradient` on example i (a batch of one). For a loss that is a mean over
+    examples, the mean of the rows is the gradient on the whole batch: what minibatch SGD samples.
+    """
+    if len(X) != len(y):
+        raise ValueError(f"X and y must have the same length, got {len(X)} and {len(y)}")
+    return torch.stack([flat_gradient(model, loss_fn, X[i:i + 1], y[i:i + 1]) for i in range(len(X))])
+
+
+def minibatch_noise(per_example: torch.Tensor, batch_size: int, num_batches: int, *,
+                    generator: torch.Generator | None = None) -> float:
+    r"""Mean of ‖g_B − ∇L‖² over ``num_batches`` minibatches drawn the way SGD draws them.
+
+    ``per_example`` holds the per-example gradients (n, P) (:func:`per_example_gradients`); ∇L is
+    their mean and g_B the mean over a batch. Batches are consecutive slices of random shuffles of
+    the n examples (a shuffle gives ⌊n/B⌋ batches; the leftover examples are skipped), as in an
+    epoch of SGD. In expectation the result is σ²/B · (n − B)/(n − 1), σ² the mean of ‖∇ℓᵢ − ∇L‖².
+    """
+    if per_example.ndim != 2:
+        raise ValueError(f"per_example must have shape (n, P), got {tuple(per_example.shape)}")
+    n = len(per_example)
+    _validate.positive_int("batch_size", batch_size)
+    _validate.positive_int("num_batches", num_batches)
+    if batch_size > n:
+        raise ValueError(f"batch_size must be at most the number of examples {n}, got {batch_size}")
+    full = per_example.mean(0)
+    per_shuffle, squares, drawn = n // batch_size, [], 0
+    while drawn < num_batches:
+        order = torch.randperm(n, generator=generator)[:per_shuffle * batch_size].to(per_example.device)
+        g_B = per_example[order].reshape(per_shuffle, batch_size, -1).mean(1)
+        squares.append((g_B - full).pow(2).sum(1))
+        drawn += per_shuffle
+    return torch.cat(squares)[:num_batches].mean().item()

@@ -10,6 +10,8 @@ the mean over the n examples plus ``reg * ||W||²``.
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from optlib import _validate
@@ -74,3 +76,38 @@ def softmax_loss_and_grad(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
     probs[torch.arange(n, device=X.device), y] -= 1
     grad = probs.T @ X / n + 2 * reg * W
     return loss, grad
+
+
+def objective(loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], X: torch.Tensor, y: torch.Tensor,
+              reg: float = 0.0) -> Callable[[torch.Tensor], torch.Tensor]:
+    r"""The training loss of a linear classifier as a function of ``W`` alone: W ↦ loss_fn(X Wᵀ, y) + reg·‖W‖².
+
+    ``loss_fn`` takes scores and labels (:func:`svm_loss`, :func:`softmax_loss`). The result is
+    what a numerical gradient or a gradient check differentiates, and what autograd can
+    differentiate too; its gradient is the second output of the matching ``*_loss_and_grad``.
+    """
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+        raise ValueError(f"expected X (n, d) and y (n,), got {tuple(X.shape)} and {tuple(y.shape)}")
+    reg = _validate.at_least("reg", reg, 0.0)
+
+    def L(W: torch.Tensor) -> torch.Tensor:
+        return loss_fn(X @ W.T, y) + reg * (W * W).sum()
+
+    return L
+
+
+def closest_margin(W: torch.Tensor, X: torch.Tensor, y: torch.Tensor,
+                   margin: float = 1.0) -> tuple[int, int, float]:
+    r"""``(i, j, m)``: the hinge term of :func:`svm_loss` closest to its kink.
+
+    Of all margins m_ij = s_ij − s_{iyᵢ} + margin with j ≠ yᵢ, the one closest to 0: example
+    ``i``, wrong class ``j`` and the value. Where a margin lies within h of 0, a central difference
+    with step h straddles the corner of max(0, m_ij) (chapter 2).
+    """
+    _check(W, X, y)
+    if not len(y):
+        raise ValueError("closest_margin needs at least one example")
+    scores = X @ W.T
+    margins = (scores - scores.gather(1, y[:, None]) + margin).scatter(1, y[:, None], float("inf"))
+    i, j = divmod(int(margins.abs().argmin()), W.shape[0])
+    return i, j, margins[i, j].item()

@@ -20,6 +20,8 @@ CASES.update({
     "rosenbrock_d5": lambda: F.Rosenbrock(dim=5),
     "quartic_d1": lambda: F.Quartic(dim=1),
     "quartic_d4": lambda: F.Quartic(dim=4),
+    "sphere_d1": lambda: F.Sphere(dim=1),
+    "sphere_d7": lambda: F.Sphere(dim=7),
 })
 IDS = list(CASES)
 
@@ -163,6 +165,17 @@ def test_quadratic_condition_number_is_the_requested_one(condition_number, dim, 
     assert eig.min().item() == pytest.approx(mu, rel=1e-9)
     torch.testing.assert_close(eig, mu * condition_number ** torch.linspace(0, 1, dim, dtype=torch.float64),
                                rtol=1e-9, atol=0)
+
+
+def test_sphere_is_half_the_squared_norm_in_any_dimension():
+    x = torch.randn(5, 300, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    fn = F.Sphere(dim=300)
+    torch.testing.assert_close(fn(x), 0.5 * (x * x).sum(1), rtol=1e-15, atol=0)
+    assert torch.equal(fn.gradient(x), x) and fn.gradient(x) is not x
+    assert torch.equal(F.Sphere(dim=3).hessian(torch.ones(3)), torch.eye(3))
+    assert fn.min_value == 0.0 and torch.equal(fn.minima, torch.zeros(1, 300, dtype=torch.float64))
+    with pytest.raises(ValueError, match="dim must be a positive integer"):
+        F.Sphere(dim=0)
 
 
 def test_quadratic_angle_rotates_the_eigenvectors():

@@ -251,3 +251,96 @@ def test_decade_brackets_the_value_between_powers_of_ten(value, text):
 def test_decade_refuses_values_without_a_decade(bad):
     with pytest.raises(ValueError, match="positive finite"):
         grad.decade(bad)
+
+
+# directional slopes and the cost of a gradient ------------------------------------------------
+from optlib.grad import directional_slopes, gradient_cost  # noqa: E402
+
+
+def test_directional_slopes_are_gradient_dot_direction():
+    def f(v):
+        return (v**3).sum() + v[0] * v[1]
+
+    x = torch.tensor([0.5, -1.0, 2.0], dtype=torch.float64)
+    g = torch.tensor([3 * 0.25 - 1.0, 3 * 1.0 + 0.5, 12.0], dtype=torch.float64)
+    U = torch.randn(7, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    U = U / U.norm(dim=1, keepdim=True)
+    slopes = directional_slopes(f, x, U)
+    assert slopes.shape == (7,) and slopes.dtype == torch.float64
+    torch.testing.assert_close(slopes, U @ g, rtol=1e-8, atol=1e-8)
+    assert directional_slopes(f, x, (g / g.norm())[None]).item() == pytest.approx(g.norm().item(), rel=1e-8)
+    with pytest.raises(ValueError, match="directions of shape"):
+        directional_slopes(f, x, U[:, :2])
+    with pytest.raises(ValueError, match="h must be"):
+        directional_slopes(f, x, U, h=0.0)
+
+
+@pytest.mark.parametrize("d", [3, 12])
+def test_gradient_cost_counts_evaluations_and_flops(d):
+    A = torch.randn(5, d, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+
+    def f(w):
+        return ((A @ w) ** 2).sum()
+
+    # w is a (d, 2) matrix: FlopCounterMode counts matrix products (mm), not matrix-vector ones
+    cost = gradient_cost(f, torch.ones(d, 2, dtype=torch.float64))
+    assert cost.dim == 2 * d
+    assert cost.evaluations == {"forward": 2 * d + 1, "central": 4 * d, "autograd": 1}
+    one = 2 * 5 * d * 2  # the matrix product A @ w
+    assert cost.flops["forward"] == (2 * d + 1) * one and cost.flops["central"] == 4 * d * one
+    assert one <= cost.flops["autograd"] <= 3 * one  # one forward and one backward pass
+
+
+# per-example gradients and the noise of a minibatch gradient -------------------------------------
+from optlib.grad import flat_gradient, minibatch_noise, per_example_gradients  # noqa: E402
+
+
+def _tiny_model_and_data(seed=0, n=40):
+    from optlib.models import MLP
+
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(n, 5, generator=g, dtype=torch.float64)
+    y = torch.randint(0, 3, (n,), generator=g)
+    return MLP((5, 4, 3), generator=g, dtype=torch.float64), X, y
+
+
+def test_flat_gradient_matches_backward_and_leaves_grad_alone():
+    from optlib.losses import softmax_loss
+
+    model, X, y = _tiny_model_and_data()
+    g = flat_gradient(model, softmax_loss, X, y)
+    assert g.shape == (sum(p.numel() for p in model.parameters()),)
+    assert all(p.grad is None for p in model.parameters())
+    softmax_loss(model(X), y).backward()
+    torch.testing.assert_close(g, torch.cat([p.grad.reshape(-1) for p in model.parameters()]))
+
+
+def test_per_example_gradients_average_to_the_batch_gradient():
+    from optlib.losses import softmax_loss
+
+    model, X, y = _tiny_model_and_data(1)
+    G = per_example_gradients(model, softmax_loss, X, y)
+    assert G.shape == (40, sum(p.numel() for p in model.parameters()))
+    torch.testing.assert_close(G.mean(0), flat_gradient(model, softmax_loss, X, y), rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(G[7], flat_gradient(model, softmax_loss, X[7:8], y[7:8]))
+    with pytest.raises(ValueError, match="same length"):
+        per_example_gradients(model, softmax_loss, X, y[:-1])
+
+
+@pytest.mark.parametrize("B", [1, 4, 10, 40])
+def test_minibatch_noise_matches_the_finite_population_formula(B):
+    G = torch.randn(40, 6, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    sigma2 = (G - G.mean(0)).pow(2).sum(1).mean().item()
+    expected = sigma2 / B * (40 - B) / 39
+    measured = minibatch_noise(G, B, 20000, generator=torch.Generator().manual_seed(3))
+    assert measured == pytest.approx(expected, rel=0.05, abs=1e-12)  # 0 exactly at B = n
+
+
+def test_minibatch_noise_bad_arguments():
+    G = torch.zeros(10, 3)
+    with pytest.raises(ValueError, match="at most the number of examples"):
+        minibatch_noise(G, 11, 5)
+    with pytest.raises(ValueError, match="shape"):
+        minibatch_noise(G[0], 2, 5)
+    with pytest.raises(ValueError, match="num_batches"):
+        minibatch_noise(G, 2, 0)

@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from optlib.landscape import (flatten_params, interpolate_models, load_flat_params, random_direction, slice_1d,
+from optlib.landscape import (count_kinks, cosine, flatten_params, interpolate_models, load_flat_params,
+                              random_direction, random_directions, second_differences, slice_1d, slice_minimum,
                               slice_2d)
 from optlib.models import MLP
 from optlib.losses import softmax_loss
@@ -120,3 +121,50 @@ def test_interpolate_models_restores_parameters_after_an_error():
         interpolate_models(scratch, flatten_params(_mlp(0)), flatten_params(_mlp(1)), broken_loss,
                            torch.zeros(2, 5, dtype=torch.float64), torch.zeros(2, dtype=torch.long), [0.5])
     assert torch.equal(flatten_params(scratch), before)
+
+
+def test_random_directions_are_unit_rows_and_reproducible():
+    E = random_directions(500, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert E.shape == (500, 6) and E.dtype == torch.float64
+    torch.testing.assert_close(E.norm(dim=1), torch.ones(500, dtype=torch.float64))
+    assert E.mean(0).abs().max() < 0.1  # no preferred direction
+    same = torch.randn(500, 6, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert torch.equal(E, same / same.norm(dim=1, keepdim=True))
+    with pytest.raises(ValueError, match="count must be a positive integer"):
+        random_directions(0, 3)
+
+
+def test_cosine():
+    a = torch.tensor([[1.0, 0.0], [0.0, 0.0]])
+    assert cosine(a, 3 * a) == pytest.approx(1.0) and cosine(a, -a) == pytest.approx(-1.0)
+    assert cosine(a, torch.tensor([[0.0, 2.0], [0.0, 0.0]])) == 0.0
+    assert cosine(torch.tensor([1.0, 1.0]), torch.tensor([1.0, 0.0])) == pytest.approx(2**-0.5)
+    with pytest.raises(ValueError, match="same shape"):
+        cosine(a, torch.ones(3))
+    with pytest.raises(ValueError, match="zero vector"):
+        cosine(torch.zeros(2), torch.ones(2))
+
+
+def test_second_differences_and_kinks_of_a_piecewise_linear_slice():
+    a = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    hinge = (a - 0.55).clamp(min=0) + 0.5 * (a + 1.0).clamp(min=0)  # kinks at 0.55 and -1.0 (on the grid)
+    second = second_differences(hinge)
+    assert second.shape == (39,) and (second >= -1e-15).all()  # convex
+    assert count_kinks(hinge) == 3  # 0.55 lies between two grid points: both see the bend; -1.0 one
+    torch.testing.assert_close(second_differences(a**2), torch.full((39,), 2 * 0.1**2, dtype=torch.float64))
+    assert count_kinks(3 * a + 1) == 0
+    with pytest.raises(ValueError, match="at least 3"):
+        second_differences([1.0, 2.0])
+
+
+def test_slice_minimum_finds_the_grid_point_of_a_2d_slice(center):
+    u = torch.tensor([1.0, 0.0, 0.0], dtype=torch.float64)
+    v = torch.tensor([0.0, 1.0, 0.0], dtype=torch.float64)
+    alphas = torch.linspace(-2, 2, 41, dtype=torch.float64)
+    betas = torch.linspace(-1, 3, 21, dtype=torch.float64)
+    Z = slice_2d(lambda t: ((t - torch.tensor([0.3, 0.6, 2.0], dtype=torch.float64)) ** 2).sum(), center, u, v,
+                 alphas, betas)
+    a, b, value = slice_minimum(Z, alphas, betas)
+    assert (a, b) == pytest.approx((-0.2, 1.6)) and value == pytest.approx(Z.min().item())
+    with pytest.raises(ValueError, match="Z must have shape"):
+        slice_minimum(Z.T, alphas, betas)

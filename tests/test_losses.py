@@ -131,3 +131,40 @@ def test_shape_and_label_errors(fn):
         fn(W, X, torch.full_like(y, -1))
     with pytest.raises(ValueError, match="reg must be >= 0"):
         fn(W, X, y, reg=-0.1)
+
+
+# the loss as a function of W, and the hinge term closest to its kink ----------------------------
+from optlib.losses import closest_margin, objective  # noqa: E402
+
+
+@pytest.mark.parametrize("loss_fn", [svm_loss, softmax_loss])
+def test_objective_is_the_loss_plus_the_penalty_and_matches_the_hand_gradient(loss_fn):
+    W, X, y = problem(seed=3)
+    L = objective(loss_fn, X, y, reg=0.3)
+    assert L(W).item() == pytest.approx(loss_fn(X @ W.T, y).item() + 0.3 * (W * W).sum().item(), rel=1e-14)
+    W_auto = W.clone().requires_grad_(True)
+    L(W_auto).backward()
+    hand = (svm_loss_and_grad if loss_fn is svm_loss else softmax_loss_and_grad)(W, X, y, 0.3)[1]
+    torch.testing.assert_close(W_auto.grad, hand, rtol=1e-12, atol=1e-12)
+    with pytest.raises(ValueError, match="reg must be"):
+        objective(loss_fn, X, y, reg=-1.0)
+    with pytest.raises(ValueError, match="expected X"):
+        objective(loss_fn, X, y[:-1])
+
+
+def test_closest_margin_finds_the_smallest_hinge_argument():
+    W, X, y = problem(seed=4)
+    i, j, m = closest_margin(W, X, y)
+    scores = X @ W.T
+    margins = [(abs(float(scores[a, b] - scores[a, y[a]] + 1.0)), a, b)
+               for a in range(len(y)) for b in range(W.shape[0]) if b != y[a]]
+    smallest, a, b = min(margins)
+    assert (i, j) == (a, b) and abs(m) == pytest.approx(smallest, rel=1e-12) and j != y[i]
+    # moving the bias column of class j by -m puts that margin on the kink: the loss bends there
+    X1 = torch.cat([X, torch.ones(len(X), 1, dtype=X.dtype)], 1)
+    W1 = torch.cat([W, torch.zeros(W.shape[0], 1, dtype=W.dtype)], 1)
+    i, j, m = closest_margin(W1, X1, y)
+    W1[j, -1] -= m
+    assert abs(closest_margin(W1, X1, y)[2]) < 1e-12
+    with pytest.raises(ValueError, match="at least one example"):
+        closest_margin(W, X[:0], y[:0])
