@@ -30,7 +30,8 @@ from torch import nn
 from optlib import _validate
 
 __all__ = ["StateRecorder", "flat_loss", "hessian_diagonal", "hutchinson_diagonal", "empirical_fisher_diagonal",
-           "minibatch_second_moment", "second_moment", "effective_lr", "log_correlation", "replay_gradients"]
+           "minibatch_second_moment", "second_moment", "effective_lr", "log_correlation", "replay_gradients",
+           "adam_l2_mean_field"]
 
 FlatLoss = Callable[[torch.Tensor], torch.Tensor]
 
@@ -221,7 +222,8 @@ def second_moment(optimizer: torch.optim.Optimizer) -> torch.Tensor:
 
     AdaGrad: the running sum :math:`s_t = \sum_k g_k^2`. RMSProp: the leaky average :math:`s_t` of
     :math:`g^2` (minus the squared average gradient when ``centered``). Adam/AdamW: the bias-corrected
-    :math:`\hat v_t = v_t/(1-\beta_2^t)` (uncorrected :math:`v_t` when ``bias_correction=False``).
+    :math:`\hat v_t = v_t/(1-\beta_2^t)` (uncorrected :math:`v_t` when ``bias_correction=False``);
+    with ``amsgrad`` (:class:`~optlib.optim.AMSGrad`) the running maximum of :math:`v` takes its place.
     Parameters are concatenated in ``param_groups`` order (``model.parameters()`` order for one group).
     """
     parts = []
@@ -234,7 +236,7 @@ def second_moment(optimizer: torch.optim.Optimizer) -> torch.Tensor:
                 s = s - state["grad_avg"] ** 2
             parts.append(s.reshape(-1))
         else:
-            v = state["exp_avg_sq"]
+            v = state["max_exp_avg_sq"] if group.get("amsgrad", False) else state["exp_avg_sq"]
             if group.get("bias_correction", True):
                 v = v / (1 - group["betas"][1] ** _step_count(state))
             parts.append(v.reshape(-1))
@@ -318,13 +320,17 @@ class StateRecorder:
 
 
 def replay_gradients(method, gradients, *, x0=None, record: Callable | None = effective_lr,
+                     bounds: tuple[float, float] | None = None,
                      **hyperparams) -> tuple[torch.Tensor, torch.Tensor | None]:
     r"""Feed a prescribed gradient sequence to an optimizer and watch what it does.
 
     ``gradients`` has shape (steps, d): row t is handed to ``method([x], **hyperparams)`` as the
     gradient of step t, whatever x is (weight decay, if any, is still added by the optimizer from
     x). This isolates an optimizer's bookkeeping from any loss: constant gradients, a sudden change
-    of scale, pure noise. ``x0`` (default zeros) is the start. Returns ``(path, records)``: the
+    of scale, pure noise. ``x0`` (default zeros) is the start. ``bounds=(low, high)`` projects x
+    onto the box [low, high] after every step (clamping each coordinate), which makes the replay
+    the projected online method on the linear losses f_t(x) = g_t·x, as in Reddi, Kale and
+    Kumar's counterexample to Adam. Returns ``(path, records)``: the
     iterates, shape (steps + 1, d), and ``record(optimizer)`` after every step stacked,
     shape (steps, ...), or None when ``record=None``.
     """
@@ -334,13 +340,62 @@ def replay_gradients(method, gradients, *, x0=None, record: Callable | None = ef
     x0 = torch.zeros(gradients.shape[1], dtype=gradients.dtype) if x0 is None else torch.as_tensor(x0, dtype=gradients.dtype)
     if x0.shape != gradients.shape[1:]:
         raise ValueError(f"x0 must have shape ({gradients.shape[1]},), got {tuple(x0.shape)}")
+    if bounds is not None:
+        if not isinstance(bounds, (tuple, list)) or len(bounds) != 2:
+            raise ValueError(f"bounds must be a pair (low, high), got {bounds!r}")
+        low, high = (_validate._number(name, b) for name, b in zip(("low", "high"), bounds))
+        if not low < high:
+            raise ValueError(f"bounds must have low < high, got {bounds!r}")
     x = x0.detach().clone().to(gradients.device).requires_grad_(True)
     optimizer = method([x], **hyperparams)
     path, records = [x.detach().clone()], []
     for g in gradients:
         x.grad = g.clone()
         optimizer.step()
+        if bounds is not None:
+            with torch.no_grad():
+                x.clamp_(low, high)
         path.append(x.detach().clone())
         if record is not None:
             records.append(torch.as_tensor(record(optimizer)).detach().clone())
     return torch.stack(path), (torch.stack(records) if record is not None else None)
+
+
+def adam_l2_mean_field(noise_std, *, steps: int, lr: float, weight_decay: float, betas=(0.9, 0.999),
+                       eps: float = 1e-8, x0: float = 1.0) -> torch.Tensor:
+    r"""Mean-field prediction of Adam + L2 on weights whose data gradient is pure noise.
+
+    A weight whose gradient is :math:`\lambda x + \sigma\xi_t` (``weight_decay`` λ, zero-mean
+    noise ξ of variance 1) is replaced by its mean: Adam runs on the mean gradient λx while the
+    noise adds its variance σ² to the second moment,
+
+    .. math::
+        m_t = \beta_1 m_{t-1} + (1-\beta_1)\lambda x_{t-1},\quad
+        v_t = \beta_2 v_{t-1} + (1-\beta_2)(\sigma^2 + \lambda^2 x_{t-1}^2),\quad
+        x_t = x_{t-1} - \alpha\,\frac{m_t/(1-\beta_1^t)}{\sqrt{v_t/(1-\beta_2^t)} + \varepsilon},
+
+    so the decay per step is about :math:`\alpha\lambda x/\sqrt{\sigma^2 + \lambda^2\overline{x^2}}`:
+    no noise, a step of about α whatever λ is; much noise, almost no decay. ``noise_std`` holds one
+    σ per column; returns the predicted mean weight, shape (steps + 1, len(noise_std)), from ``x0``.
+    With σ = 0 it is Adam itself on the penalty alone.
+    """
+    sigma = torch.as_tensor(noise_std, dtype=torch.float64).reshape(-1)
+    if sigma.numel() == 0 or not torch.isfinite(sigma).all() or (sigma < 0).any():
+        raise ValueError(f"noise_std must be non-empty, finite and >= 0, got {noise_std!r}")
+    steps = _validate.positive_int("steps", steps)
+    _validate.at_least("lr", lr, 0.0)
+    _validate.at_least("weight_decay", weight_decay, 0.0)
+    _validate.at_least("eps", eps, 0.0)
+    from optlib.optim.adaptive import _validate_betas
+
+    beta1, beta2 = _validate_betas(betas)
+    x = torch.full_like(sigma, float(x0))
+    m, v = torch.zeros_like(sigma), torch.zeros_like(sigma)
+    path = [x]
+    for t in range(1, steps + 1):
+        mean_grad = weight_decay * x
+        m = beta1 * m + (1 - beta1) * mean_grad
+        v = beta2 * v + (1 - beta2) * (sigma**2 + mean_grad**2)
+        x = x - lr * (m / (1 - beta1**t)) / (torch.sqrt(v / (1 - beta2**t)) + eps)
+        path.append(x)
+    return torch.stack(path)

@@ -7,8 +7,8 @@ form ``torch.optim.lr_scheduler.LambdaLR`` takes, so every schedule works with P
 >>> for t in range(1000): ...; optimizer.step(); sched.step()     # doctest: +SKIP
 
 and :func:`optlib.plot.schedules` draws several in one call. The factors equal those of
-``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR``, ``LinearLR`` and ``SequentialLR`` with the
-corresponding arguments (tested step by step), with one deliberate difference: after its
+``StepLR``, ``MultiStepLR``, ``CosineAnnealingLR``, ``LinearLR``, ``ExponentialLR`` and
+``SequentialLR`` with the corresponding arguments (tested step by step), with one deliberate difference: after its
 ``total_steps`` :func:`cosine` stays at its minimum, whereas ``CosineAnnealingLR`` (periodic)
 rises again.
 """
@@ -102,6 +102,34 @@ def inverse_sqrt(warmup_steps: int = 1) -> Schedule:
     def schedule(t: int) -> float:
         return math.sqrt(warmup_steps / max(_step(t), warmup_steps))
     schedule.__name__ = f"inverse_sqrt({warmup_steps})"
+    return schedule
+
+
+def exponential(gamma: float) -> Schedule:
+    r"""γ^t: multiply the lr by γ after every step (``ExponentialLR``); γ = 0.999 halves it in 693 steps."""
+    _validate.in_range("gamma", gamma, 0.0, 1.0, high_inclusive=True)
+    if gamma == 0:
+        raise ValueError("gamma must be > 0: gamma = 0 sets every lr after the first to 0")
+
+    def schedule(t: int) -> float:
+        return gamma ** _step(t)
+    schedule.__name__ = f"exponential({gamma:g})"
+    return schedule
+
+
+def inverse_time(tau: float, power: float = 1.0) -> Schedule:
+    r"""(1 + t/τ)^(−p): the classic stochastic-approximation decay, α₀/(1 + t/τ) for p = 1 ("1/t decay").
+
+    Constant for t ≪ τ, then ∝ 1/t (p = 1) or 1/√t (p = 1/2). Robbins and Monro's conditions
+    Σ α_t = ∞, Σ α_t² < ∞ hold for 1/2 < p ≤ 1; p = 1/2 is the usual choice with iterate averaging.
+    Keras calls p = 1 ``InverseTimeDecay``; in PyTorch it is a ``LambdaLR``.
+    """
+    _validate.positive("tau", tau)
+    _validate.positive("power", power)
+
+    def schedule(t: int) -> float:
+        return (1 + _step(t) / tau) ** (-power)
+    schedule.__name__ = f"inverse_time({tau:g})" if power == 1 else f"inverse_time({tau:g}, power={power:g})"
     return schedule
 
 

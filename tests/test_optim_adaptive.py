@@ -1,12 +1,13 @@
-"""optlib.optim adaptive methods (AdaGrad, RMSProp, Adam, AdamW) against torch.optim, float64;
+"""optlib.optim adaptive methods (AdaGrad, RMSProp, Adadelta, Adam, AdamW, AMSGrad) against torch.optim, float64;
 Adam without bias correction against the formula; state_dict round trips and hyperparameter checks
 for every optimizer."""
 import math
+from functools import partial
 
 import pytest
 import torch
 
-from optlib.optim import SGD, AdaGrad, Adam, AdamW, RMSProp
+from optlib.optim import SGD, AdaGrad, Adadelta, Adam, AdamW, AMSGrad, RMSProp
 from test_optim import MATCH, assert_matches_torch, assert_resumes_bit_identically
 
 F64 = torch.float64
@@ -35,13 +36,86 @@ CASES = {
     "AdamW strong decay": (AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.5, betas=(0.85, 0.995))),
     "AdamW groups": (AdamW, torch.optim.AdamW,
                      [([0, 2], dict(lr=0.02, weight_decay=0.0)), ([1, 3, 4], dict(lr=0.01, weight_decay=0.2))]),
+    "Adadelta": (Adadelta, torch.optim.Adadelta, dict()),
+    "Adadelta everything": (Adadelta, torch.optim.Adadelta, dict(lr=0.5, rho=0.95, eps=1e-4, weight_decay=0.05)),
+    "Adadelta groups": (Adadelta, torch.optim.Adadelta,
+                        [([0, 1], dict(lr=2.0, rho=0.8)), ([2, 3, 4], dict(eps=1e-5, weight_decay=0.1))]),
+    "Adam amsgrad": (Adam, torch.optim.Adam, dict(lr=0.01, amsgrad=True, betas=(0.8, 0.99))),
+    "AMSGrad": (AMSGrad, partial(torch.optim.Adam, amsgrad=True), dict(lr=0.01, weight_decay=0.05, eps=1e-6)),
+    "AMSGrad groups": (AMSGrad, partial(torch.optim.Adam, amsgrad=True),
+                       [([0, 1], dict(lr=0.02, betas=(0.5, 0.9))), ([2, 3, 4], dict(lr=0.005, weight_decay=0.1))]),
+    "AdamW amsgrad": (AdamW, torch.optim.AdamW, dict(lr=0.01, weight_decay=0.2, amsgrad=True)),
+    "Adam groups amsgrad in one": (Adam, torch.optim.Adam,
+                                   [([0, 1], dict(lr=0.02, amsgrad=True)), ([2, 3, 4], dict(lr=0.01, amsgrad=False))]),
 }
+NEW_CASES = [name for name in CASES if name.startswith(("Adadelta", "AMSGrad")) or "amsgrad" in name]
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_matches_torch_on_a_multi_tensor_problem_over_60_steps(case):
     ours, theirs, spec = CASES[case]
     assert_matches_torch(ours, theirs, spec, steps=60)
+
+
+@pytest.mark.parametrize("case", NEW_CASES)
+def test_adadelta_and_amsgrad_match_torch_over_300_steps(case):
+    # the running maximum of AMSGrad and Adadelta's growing steps matter only on longer runs
+    ours, theirs, spec = CASES[case]
+    assert_matches_torch(ours, theirs, spec, steps=300, seed=1)
+
+
+def test_amsgrad_denominator_never_shrinks_and_differs_from_adam():
+    # gradients that shrink after a burst: Adam's v falls back, AMSGrad keeps the maximum
+    grads = torch.cat([torch.full((20, 2), 10.0, dtype=F64), torch.full((1000, 2), 0.1, dtype=F64)])
+    paths, maxima = {}, []
+    for cls in (Adam, AMSGrad):
+        x = torch.zeros(2, dtype=F64, requires_grad=True)
+        opt = cls([x], lr=0.01, betas=(0.9, 0.99))
+        path = []
+        for g in grads:
+            x.grad = g.clone()
+            opt.step()
+            path.append(x.detach().clone())
+            if cls is AMSGrad:
+                state = opt.state[x]
+                assert torch.equal(state["max_exp_avg_sq"], torch.maximum(state["max_exp_avg_sq"], state["exp_avg_sq"]))
+                maxima.append(state["max_exp_avg_sq"].clone())
+        paths[cls.__name__] = torch.stack(path)
+    maxima = torch.stack(maxima)
+    assert (maxima[1:] >= maxima[:-1]).all()
+    # after the burst Adam's steps recover to about lr, AMSGrad's stay about 100 times smaller
+    last_adam = (paths["Adam"][-1] - paths["Adam"][-2]).abs().max().item()
+    last_ams = (paths["AMSGrad"][-1] - paths["AMSGrad"][-2]).abs().max().item()
+    assert last_adam > 0.5 * 0.01
+    assert last_ams < 0.05 * last_adam
+
+
+def test_adadelta_first_step_and_constant_gradient_law():
+    # u_0 = 0: the first step is sqrt(eps / (1 - rho)) * sign(g) whatever |g| (up to eps in v)
+    rho, eps = 0.9, 1e-6
+    grads = torch.tensor([1e2, -3.0, 1.0], dtype=F64)
+    x = torch.zeros(3, dtype=F64, requires_grad=True)
+    opt = Adadelta([x], rho=rho, eps=eps)
+    steps = []
+    for _ in range(2000):
+        before = x.detach().clone()
+        x.grad = grads.clone()
+        opt.step()
+        steps.append((x.detach() - before).abs())
+    steps = torch.stack(steps)
+    torch.testing.assert_close(steps[0], torch.full((3,), math.sqrt(eps / (1 - rho)), dtype=F64), rtol=1e-5, atol=0)
+    # once v has converged to g^2, the squared step grows by (1 - rho) eps per step, so the step
+    # grows like sqrt((1 - rho) eps t)
+    growth = (steps[1:] ** 2 - steps[:-1] ** 2) / ((1 - rho) * eps)
+    torch.testing.assert_close(growth[500:], torch.ones_like(growth[500:]), rtol=1e-3, atol=0)
+    ratio = steps[-1] / math.sqrt((1 - rho) * eps * 2000)
+    assert ((ratio > 1.0) & (ratio < 1.05)).all()
+    # and lr is only a multiplier on top
+    y = torch.zeros(3, dtype=F64, requires_grad=True)
+    scaled = Adadelta([y], lr=0.5, rho=rho, eps=eps)
+    y.grad = grads.clone()
+    scaled.step()
+    torch.testing.assert_close(y.detach(), 0.5 * (-steps[0] * grads.sign()), rtol=1e-12, atol=0)
 
 
 def test_adamw_decay_is_decoupled_and_adam_decay_is_not():
@@ -130,6 +204,10 @@ STATE_CASES = {
     "RMSProp centered momentum": (RMSProp, dict(lr=0.005, momentum=0.9, centered=True)),
     "Adam": (Adam, dict(lr=0.01, weight_decay=0.01)),
     "Adam uncorrected": (Adam, dict(lr=0.01, bias_correction=False)),
+    "Adadelta": (Adadelta, dict(lr=1.0, weight_decay=0.01)),
+    "AMSGrad": (AMSGrad, dict(lr=0.01)),
+    "AMSGrad uncorrected": (AMSGrad, dict(lr=0.01, bias_correction=False, weight_decay=0.01)),
+    "AdamW amsgrad groups": (AdamW, [([0, 1], dict(lr=0.02, amsgrad=True)), ([2, 3, 4], dict(lr=0.01))]),
     "AdamW groups": (AdamW, [([0, 1], dict(lr=0.02, weight_decay=0.1)), ([2, 3, 4], dict(lr=0.01, betas=(0.8, 0.9)))]),
 }
 
@@ -141,7 +219,8 @@ def test_state_dict_mid_run_resumes_bit_identically(case):
 
 # ----------------------------------------------------------------- hyperparameter validation
 
-ALL = {"SGD": SGD, "AdaGrad": AdaGrad, "RMSProp": RMSProp, "Adam": Adam, "AdamW": AdamW}
+ALL = {"SGD": SGD, "AdaGrad": AdaGrad, "RMSProp": RMSProp, "Adadelta": Adadelta, "Adam": Adam, "AdamW": AdamW,
+       "AMSGrad": AMSGrad}
 NAN = float("nan")
 COMMON_BAD = [  # every optimizer: (kwargs, error, message)
     (dict(lr=-1.0), ValueError, r"lr must be >= 0(\.0)?, got -1"),
@@ -193,7 +272,18 @@ ADAM_BAD = [
     (dict(betas=(True, 0.999)), TypeError, r"beta1 must be a real number, got True"),
     (dict(bias_correction=1), TypeError, r"bias_correction must be True or False, got 1"),
 ]
-SPECIFIC_BAD["Adam"] = SPECIFIC_BAD["AdamW"] = ADAM_BAD
+SPECIFIC_BAD["Adam"] = SPECIFIC_BAD["AdamW"] = ADAM_BAD + [
+    (dict(amsgrad=1), TypeError, r"amsgrad must be True or False, got 1"),
+]
+SPECIFIC_BAD["AMSGrad"] = ADAM_BAD
+SPECIFIC_BAD["Adadelta"] = [
+    (dict(rho=1.0), ValueError, r"rho must be in \[0(\.0)?, 1(\.0)?\), got 1"),
+    (dict(rho=-0.1), ValueError, r"rho must be in \[0(\.0)?, 1(\.0)?\), got -0.1"),
+    (dict(rho=NAN), ValueError, r"rho must not be NaN"),
+    (dict(eps=0.0), ValueError, r"eps must be a finite number > 0, got 0"),
+    (dict(eps=-1e-6), ValueError, r"eps must be a finite number > 0, got -1e-06"),
+    (dict(rho=True), TypeError, r"rho must be a real number, got True"),
+]
 BAD = [pytest.param(name, kwargs, error, message, id=f"{name}-{'-'.join(f'{k}={v!r}' for k, v in kwargs.items())}")
        for name in ALL for kwargs, error, message in COMMON_BAD + SPECIFIC_BAD[name]]
 
@@ -207,8 +297,10 @@ def test_invalid_hyperparameters_raise_a_clear_error(name, kwargs, error, messag
 @pytest.mark.parametrize("name", list(ALL))
 def test_boundary_values_are_accepted(name):
     kwargs = dict(lr=0.0, weight_decay=0.0)
-    if name in ("Adam", "AdamW"):
+    if name in ("Adam", "AdamW", "AMSGrad"):
         kwargs.update(betas=[0.0, 0.0], eps=0.0)  # a list is a pair too
+    if name == "Adadelta":
+        kwargs.update(rho=0.0, eps=1e-300)
     if name == "RMSProp":
         kwargs.update(alpha=0.0, momentum=0.0, eps=0.0)
     if name == "SGD":
@@ -218,7 +310,7 @@ def test_boundary_values_are_accepted(name):
         assert opt.param_groups[0]["betas"] == (0.0, 0.0)
 
 
-@pytest.mark.parametrize("name", ["AdaGrad", "RMSProp", "Adam", "AdamW"])
+@pytest.mark.parametrize("name", ["AdaGrad", "RMSProp", "Adadelta", "Adam", "AdamW", "AMSGrad"])
 def test_sparse_gradients_are_refused(name):
     x = torch.zeros(3, dtype=F64, requires_grad=True)
     opt = ALL[name]([x], lr=0.1)

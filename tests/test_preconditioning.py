@@ -1,5 +1,6 @@
 """Tests of optlib.preconditioning: Hessian and Fisher diagonals, Hutchinson, optimizer state."""
 import math
+from functools import partial
 
 import pytest
 import torch
@@ -122,6 +123,38 @@ def test_second_moment_and_effective_lr_read_each_optimizer():
     torch.testing.assert_close(v_torch, v_adam)
 
 
+def test_second_moment_of_amsgrad_is_the_running_maximum():
+    grads = torch.tensor([[10.0, 1.0]] * 3 + [[0.1, 2.0]] * 40, dtype=torch.float64)
+    _, v_ams = pc.replay_gradients(optim.AMSGrad, grads, lr=0.1, betas=(0.9, 0.9), record=pc.second_moment)
+    _, v_adam = pc.replay_gradients(optim.Adam, grads, lr=0.1, betas=(0.9, 0.9), record=pc.second_moment)
+    # the maximum of the uncorrected v, divided by the bias correction of the current step
+    raw = v_adam * (1 - 0.9 ** torch.arange(1, 44, dtype=torch.float64))[:, None]
+    running_max = torch.cummax(raw, dim=0).values
+    expected = running_max / (1 - 0.9 ** torch.arange(1, 44, dtype=torch.float64))[:, None]
+    torch.testing.assert_close(v_ams, expected)
+    assert v_ams[-1, 0] > 30 * v_adam[-1, 0]  # the burst of 10s is remembered by AMSGrad only
+    _, v_torch = pc.replay_gradients(partial(torch.optim.Adam, amsgrad=True), grads, lr=0.1, betas=(0.9, 0.9),
+                                     record=pc.second_moment)
+    torch.testing.assert_close(v_torch, v_ams)
+
+
+def test_replay_with_bounds_is_the_projected_online_method():
+    # f_t(x) = g_t x on [-1, 1]: SGD with projection, written out by hand
+    grads = torch.tensor([[3.0], [-1.0], [-1.0], [-1.0], [2.0]] * 4, dtype=torch.float64)
+    path, _ = pc.replay_gradients(optim.SGD, grads, lr=0.4, bounds=(-1, 1), record=None)
+    x, expected = 0.0, [0.0]
+    for g in grads[:, 0].tolist():
+        x = min(1.0, max(-1.0, x - 0.4 * g))
+        expected.append(x)
+    torch.testing.assert_close(path[:, 0], torch.tensor(expected, dtype=torch.float64))
+    assert path.min() == -1.0  # the bound was active
+    free, _ = pc.replay_gradients(optim.SGD, grads, lr=0.4, record=None)
+    assert free.min() < -1.0
+    for bad in ((1, -1), (0, 0), (1,), "ab"):
+        with pytest.raises(ValueError, match="bounds"):
+            pc.replay_gradients(optim.SGD, grads, lr=0.4, bounds=bad)
+
+
 def test_adagrad_effective_lr_includes_lr_decay_of_the_last_step():
     grads = torch.ones(3, 1, dtype=torch.float64)
     path, eff = pc.replay_gradients(optim.AdaGrad, grads, lr=1.0, lr_decay=0.5, eps=0.0)
@@ -176,3 +209,29 @@ def test_bad_input_is_rejected_with_clear_errors():
         pc.replay_gradients(optim.Adam, torch.zeros(3, 2), x0=torch.zeros(3))
     with pytest.raises(ValueError, match="at least 3"):
         pc.log_correlation(torch.zeros(4), torch.ones(4))
+
+
+# ------------------------------------------------------------------ Adam + L2 mean field
+
+def test_adam_l2_mean_field_is_adam_without_noise_and_follows_the_noisy_mean():
+    sigmas = [0.0, 1.0, 10.0]
+    predicted = pc.adam_l2_mean_field(sigmas, steps=500, lr=1e-3, weight_decay=1.0)
+    assert predicted.shape == (501, 3)
+    # sigma = 0: exactly Adam on the penalty alone (zero data gradient)
+    path, _ = pc.replay_gradients(optim.Adam, torch.zeros(500, 1, dtype=torch.float64), x0=torch.ones(1),
+                                  lr=1e-3, weight_decay=1.0, record=None)
+    torch.testing.assert_close(predicted[:, 0], path[:, 0], rtol=1e-12, atol=1e-14)
+    # sigma > 0: the mean over 400 noisy weights per sigma, within a few percent of the prediction
+    g = gen(5)
+    sigma = torch.tensor(sigmas, dtype=torch.float64).repeat_interleave(400)
+    noise = torch.randn(500, len(sigma), generator=g, dtype=torch.float64) * sigma
+    noisy, _ = pc.replay_gradients(optim.Adam, noise, x0=torch.ones(len(sigma)), lr=1e-3, weight_decay=1.0,
+                                   record=None)
+    means = noisy[-1].reshape(3, 400).mean(1)
+    torch.testing.assert_close(means, predicted[-1], rtol=0.03, atol=0.0)
+    # more noise, less decay
+    assert predicted[-1, 0] < predicted[-1, 1] < predicted[-1, 2] < 1.0
+    with pytest.raises(ValueError, match="noise_std"):
+        pc.adam_l2_mean_field([-1.0], steps=10, lr=1e-3, weight_decay=1.0)
+    with pytest.raises(ValueError, match="steps"):
+        pc.adam_l2_mean_field([1.0], steps=0, lr=1e-3, weight_decay=1.0)

@@ -14,8 +14,8 @@ import torch  # noqa: E402
 from torch.optim import lr_scheduler as L  # noqa: E402
 
 from optlib import plot, schedules  # noqa: E402
-from optlib.schedules import (constant, cosine, inverse_sqrt, linear, linear_warmup, multistep,  # noqa: E402
-                              scaled_lr, scheduler, step_decay, values, warmup_then)
+from optlib.schedules import (constant, cosine, exponential, inverse_sqrt, inverse_time, linear,  # noqa: E402
+                              linear_warmup, multistep, scaled_lr, scheduler, step_decay, values, warmup_then)
 
 BASE_LR = 0.4
 # torch's CosineAnnealingLR and LinearLR update the lr recursively (lr_t from lr_{t-1}), which
@@ -79,6 +79,17 @@ CASES = {
         lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=1 / 6, end_factor=1.0, total_iters=6),
                                      L.StepLR(o, step_size=10, gamma=0.5)], milestones=[6]),
         50),
+    "ExponentialLR": (exponential(0.9), lambda o: L.ExponentialLR(o, gamma=0.9), 60),
+    "ExponentialLR slow": (exponential(0.999), lambda o: L.ExponentialLR(o, gamma=0.999), 500),
+    # 1/t decay has no scheduler of its own in torch: it is a LambdaLR with the formula written out
+    "LambdaLR 1/t": (inverse_time(25), lambda o: L.LambdaLR(o, lambda t: 1.0 / (1.0 + t / 25.0)), 300),
+    "LambdaLR 1/sqrt(t)": (inverse_time(7.5, power=0.5),
+                           lambda o: L.LambdaLR(o, lambda t: 1.0 / math.sqrt(1.0 + t / 7.5)), 300),
+    "SequentialLR warmup + exponential": (
+        warmup_then(5, exponential(0.95)),
+        lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.2, end_factor=1.0, total_iters=5),
+                                     L.ExponentialLR(o, gamma=0.95)], milestones=[5]),
+        40),
     "SequentialLR warmup + multistep": (
         warmup_then(4, multistep([10, 20], 0.1)),
         lambda o: L.SequentialLR(o, [L.LinearLR(o, start_factor=0.25, end_factor=1.0, total_iters=4),
@@ -106,6 +117,24 @@ def test_cosine_stays_at_its_minimum_after_total_steps():
     assert [f(t) for t in (10, 11, 25, 1000)] == [pytest.approx(0.2, rel=1e-15)] * 4
     assert linear(10, 1.0, 0.3)(50) == pytest.approx(0.3)
     assert step_decay(2, 0.5)(5) == 0.25 and multistep([2, 4])(3) == pytest.approx(0.1)
+
+
+def test_exponential_and_inverse_time_shapes():
+    # gamma^t halves the rate after ln 2 / -ln gamma steps
+    f = exponential(0.999)
+    half = math.log(2) / -math.log(0.999)
+    assert f(int(half)) > 0.5 > f(int(half) + 1)
+    assert exponential(1.0)(1000) == 1.0
+    # (1 + t/tau)^-p: 1/2 at t = tau for p = 1, 1/sqrt(2) for p = 1/2; then like (tau/t)^p
+    g, h = inverse_time(50), inverse_time(50, power=0.5)
+    assert g(0) == 1.0 and g(50) == pytest.approx(0.5, rel=1e-15) and h(50) == pytest.approx(2**-0.5, rel=1e-15)
+    t = np.array([1e4, 1e5])
+    slopes = np.diff(np.log([[g(int(v)) for v in t], [h(int(v)) for v in t]]), axis=1)[:, 0] / np.log(10)
+    np.testing.assert_allclose(slopes, [-1.0, -0.5], atol=0.01)
+    # Robbins-Monro: the partial sums of 1/t grow without bound, those of its square settle
+    partial = np.cumsum(values(g, 100_000))
+    squares = np.cumsum(values(g, 100_000) ** 2)
+    assert partial[-1] > 1.2 * partial[10_000] and squares[-1] < 1.001 * squares[50_000]
 
 
 def test_inverse_sqrt_and_constant():
@@ -162,6 +191,9 @@ def test_schedule_names_describe_them():
     assert cosine(100).__name__ == "cosine(100)"
     assert warmup_then(10, cosine(90)).__name__ == "warmup(10) + cosine(90)"
     assert warmup_then(10, lambda t: 1.0).__name__ == "warmup(10) + <lambda>"
+    assert exponential(0.99).__name__ == "exponential(0.99)"
+    assert inverse_time(100).__name__ == "inverse_time(100)"
+    assert inverse_time(100, power=0.5).__name__ == "inverse_time(100, power=0.5)"
 
 
 @pytest.mark.parametrize("call,error,message", [
@@ -186,6 +218,14 @@ def test_schedule_names_describe_them():
     (lambda: linear(10, start_factor=-1.0), ValueError, r"start_factor must be >= 0(\.0)?, got -1"),
     (lambda: linear(10, end_factor=float("nan")), ValueError, r"end_factor must not be NaN"),
     (lambda: inverse_sqrt(0), ValueError, r"warmup_steps must be a positive integer, got 0"),
+    (lambda: exponential(1.5), ValueError, r"gamma must be in \[0(\.0)?, 1(\.0)?\], got 1.5"),
+    (lambda: exponential(0.0), ValueError, r"gamma must be > 0: gamma = 0 sets every lr after the first to 0"),
+    (lambda: exponential(-0.5), ValueError, r"gamma must be in \[0(\.0)?, 1(\.0)?\], got -0.5"),
+    (lambda: exponential(True), TypeError, r"gamma must be a real number, got True"),
+    (lambda: inverse_time(0), ValueError, r"tau must be a finite number > 0, got 0"),
+    (lambda: inverse_time(10, power=-1), ValueError, r"power must be a finite number > 0, got -1"),
+    (lambda: inverse_time(float("nan")), ValueError, r"tau must not be NaN"),
+    (lambda: inverse_time(10)(-1), ValueError, r"a schedule is called with a step t >= 0"),
     (lambda: linear_warmup(0), ValueError, r"warmup_steps must be a positive integer, got 0"),
     (lambda: linear_warmup(10, start_factor=1.5), ValueError, r"start_factor must be in \[0(\.0)?, 1(\.0)?\]"),
     (lambda: warmup_then(0, cosine(10)), ValueError, r"warmup_steps must be a positive integer, got 0"),

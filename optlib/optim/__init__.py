@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from optlib.optim.adaptive import AdaGrad, Adam, AdamW, RMSProp
+from optlib.optim.adaptive import AdaGrad, Adadelta, Adam, AdamW, AMSGrad, RMSProp
 from optlib.optim.newton import Newton
 from optlib.optim.sgd import SGD
 
@@ -25,4 +25,4 @@ OPTIMIZERS = {
     "saddle-free Newton": partial(Newton, mode="saddle_free", damping=1e-3),
 }
 
-__all__ = ["OPTIMIZERS", "AdaGrad", "Adam", "AdamW", "Newton", "RMSProp", "SGD"]
+__all__ = ["OPTIMIZERS", "AdaGrad", "Adadelta", "Adam", "AdamW", "AMSGrad", "Newton", "RMSProp", "SGD"]

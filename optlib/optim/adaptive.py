@@ -1,4 +1,5 @@
-r"""Adaptive methods: AdaGrad, RMSProp, Adam (with or without bias correction) and AdamW.
+r"""Adaptive methods: AdaGrad, RMSProp, Adadelta, Adam (with or without bias correction), AdamW
+and AMSGrad.
 
 Each scales the step of every coordinate by a running estimate of the size of its gradients,
 a diagonal preconditioner built from first-order information only. The update functions below
@@ -150,11 +151,61 @@ class RMSProp(_Adaptive):
                        momentum=group["momentum"])
 
 
+def adadelta_update(param, grad, square_avg, acc_delta, *, lr: float, rho: float, eps: float,
+                    weight_decay: float) -> None:
+    r"""v ← ρv + (1−ρ)g²;  Δ = √(u + ε)/√(v + ε) · g;  u ← ρu + (1−ρ)Δ²;  x ← x − lr · Δ."""
+    if weight_decay:
+        grad = grad.add(param, alpha=weight_decay)
+    square_avg.mul_(rho).addcmul_(grad, grad, value=1 - rho)
+    std = square_avg.add(eps).sqrt_()
+    delta = acc_delta.add(eps).sqrt_().div_(std).mul_(grad)
+    acc_delta.mul_(rho).addcmul_(delta, delta, value=1 - rho)
+    param.add_(delta, alpha=-lr)
+
+
+class Adadelta(_Adaptive):
+    r"""Adadelta (Zeiler, 2012): RMSProp whose step size is a running RMS of its own past steps.
+
+    .. math::
+        v_t = \rho v_{t-1} + (1-\rho)\, g_t \odot g_t,\qquad
+        \Delta_t = \frac{\sqrt{u_{t-1} + \varepsilon}}{\sqrt{v_t + \varepsilon}}\, g_t,\qquad
+        u_t = \rho u_{t-1} + (1-\rho)\, \Delta_t \odot \Delta_t,\qquad
+        x_{t+1} = x_t - \text{lr}\, \Delta_t .
+
+    Zeiler's argument: the ratio RMS[Δx]/RMS[g] has the units of x/g, like the inverse Hessian
+    of Newton's step, so the update has the units of x and the original method has no learning
+    rate (``lr = 1``, PyTorch's default, is only an extra multiplier). The price is that ε in the
+    numerator sets the scale of the first steps: u starts at 0, so the first step is
+    √(ε/(1−ρ)) in every coordinate whatever the gradient, and on a constant gradient the squared
+    step grows by (1−ρ)ε per step, so the step grows like √((1−ρ)εt). ε is Adadelta's hidden
+    learning rate. ``weight_decay`` adds λx
+    to the gradient (L2). Iterates match ``torch.optim.Adadelta``.
+    """
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6, weight_decay: float = 0.0):
+        _validate.at_least("lr", lr, 0.0)
+        _validate.in_range("rho", rho, 0.0, 1.0)
+        _validate.positive("eps", eps)  # eps = 0 would make every step 0: u starts at 0
+        _validate.at_least("weight_decay", weight_decay, 0.0)
+        super().__init__(params, dict(lr=lr, rho=rho, eps=eps, weight_decay=weight_decay))
+
+    def _init_state(self, param, group):
+        return {"step": 0, "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+                "acc_delta": torch.zeros_like(param, memory_format=torch.preserve_format)}
+
+    def _update(self, param, grad, state, group):
+        adadelta_update(param, grad, state["square_avg"], state["acc_delta"], lr=group["lr"], rho=group["rho"],
+                        eps=group["eps"], weight_decay=group["weight_decay"])
+
+
 def adam_update(param, grad, exp_avg, exp_avg_sq, *, step: int, lr: float, beta1: float, beta2: float, eps: float,
-                weight_decay: float, decoupled: bool, bias_correction: bool) -> None:
+                weight_decay: float, decoupled: bool, bias_correction: bool,
+                max_exp_avg_sq: torch.Tensor | None = None) -> None:
     r"""m ← β₁m + (1−β₁)g;  v ← β₂v + (1−β₂)g²;  x ← x − α m̂ / (√v̂ + ε), hats = bias-corrected.
 
     ``decoupled`` applies weight decay as x ← (1 − αλ) x (AdamW) instead of adding λx to g (Adam + L2).
+    With ``max_exp_avg_sq`` (AMSGrad) the denominator uses the running maximum v_max ← max(v_max, v)
+    instead of v, so the effective step of a coordinate can only shrink.
     """
     if weight_decay:
         if decoupled:
@@ -163,12 +214,16 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, *, step: int, lr: float, beta1
             grad = grad.add(param, alpha=weight_decay)
     exp_avg.lerp_(grad, 1 - beta1)
     exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
+    second = exp_avg_sq
+    if max_exp_avg_sq is not None:
+        torch.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
+        second = max_exp_avg_sq
     if bias_correction:
         step_size = lr / (1 - beta1 ** step)
-        denom = exp_avg_sq.sqrt().div_((1 - beta2 ** step) ** 0.5).add_(eps)  # in place: one temporary, not two
+        denom = second.sqrt().div_((1 - beta2 ** step) ** 0.5).add_(eps)  # in place: one temporary, not two
     else:
         step_size = lr
-        denom = exp_avg_sq.sqrt().add_(eps)
+        denom = second.sqrt().add_(eps)
     param.addcdiv_(exp_avg, denom, value=-step_size)
 
 
@@ -185,32 +240,39 @@ class Adam(_Adaptive):
     gradient its step is (1−β₁ᵗ)/√(1−β₂ᵗ) times Adam's, which with the defaults (β₁ = 0.9,
     β₂ = 0.999) is 3.2 at t = 1, 6.5 at t = 10 and still 1.26 at t = 1000: early steps too large.
     ``weight_decay`` is L2 regularization, added to the gradient before the averages, and therefore
-    rescaled by the adaptive denominator; use :class:`AdamW` for decoupled decay. With
-    ``bias_correction=True`` the iterates match ``torch.optim.Adam``.
+    rescaled by the adaptive denominator; use :class:`AdamW` for decoupled decay. ``amsgrad=True``
+    divides by the running maximum of v instead (:class:`AMSGrad`). With ``bias_correction=True``
+    the iterates match ``torch.optim.Adam`` (with the same ``amsgrad``).
     """
 
     decoupled_weight_decay = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 bias_correction: bool = True):
+                 bias_correction: bool = True, amsgrad: bool = False):
         _validate.at_least("lr", lr, 0.0)
         beta1, beta2 = _validate_betas(betas)
         _validate.at_least("eps", eps, 0.0)
         _validate.at_least("weight_decay", weight_decay, 0.0)
         if not isinstance(bias_correction, bool):
             raise TypeError(f"bias_correction must be True or False, got {bias_correction!r}")
+        if not isinstance(amsgrad, bool):
+            raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
         super().__init__(params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction))
+                                      bias_correction=bias_correction, amsgrad=amsgrad))
 
     def _init_state(self, param, group):
-        return {"step": 0, "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
-                "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format)}
+        state = {"step": 0, "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
+                 "exp_avg_sq": torch.zeros_like(param, memory_format=torch.preserve_format)}
+        if group.get("amsgrad", False):  # groups loaded from older state_dicts lack the key
+            state["max_exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        return state
 
     def _update(self, param, grad, state, group):
         beta1, beta2 = group["betas"]
         adam_update(param, grad, state["exp_avg"], state["exp_avg_sq"], step=state["step"], lr=group["lr"],
                     beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
-                    decoupled=self.decoupled_weight_decay, bias_correction=group["bias_correction"])
+                    decoupled=self.decoupled_weight_decay, bias_correction=group["bias_correction"],
+                    max_exp_avg_sq=state.get("max_exp_avg_sq") if group.get("amsgrad", False) else None)
 
 
 class AdamW(Adam):
@@ -221,12 +283,36 @@ class AdamW(Adam):
 
     Every weight shrinks by the same factor whatever its gradient history, which Adam + L2 cannot
     do: there, λx passes through 1/(√v̂ + ε) and weights with large gradients are barely decayed.
-    Iterates match ``torch.optim.AdamW`` (default λ = 0.01).
+    Iterates match ``torch.optim.AdamW`` (default λ = 0.01), with ``amsgrad`` as there.
     """
 
     decoupled_weight_decay = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
+                 bias_correction: bool = True, amsgrad: bool = False):
+        super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+                         bias_correction=bias_correction, amsgrad=amsgrad)
+
+
+class AMSGrad(Adam):
+    r"""AMSGrad (Reddi, Kale and Kumar, 2018): Adam dividing by the largest second moment seen so far.
+
+    .. math::
+        m_t &= \beta_1 m_{t-1} + (1-\beta_1)\,g_t, \qquad v_t = \beta_2 v_{t-1} + (1-\beta_2)\,g_t\odot g_t,\\
+        v^{\max}_t &= \max(v^{\max}_{t-1}, v_t), \qquad
+        x_{t+1} = x_t - \alpha\, \frac{m_t/(1-\beta_1^t)}{\sqrt{v^{\max}_t/(1-\beta_2^t)} + \varepsilon}.
+
+    Adam's effective step α/√v̂ can *grow* when a large gradient leaves v's window; Reddi et al.
+    build online problems where that makes Adam converge to the worst point. With the maximum
+    the effective step α/√v_max never grows (apart from the bias correction's factor
+    √(1−β₂ᵗ), which rises to 1), which restores the convergence proof. This is PyTorch's form
+    (``Adam(amsgrad=True)``: the maximum of the uncorrected v, then the bias correction of step t);
+    the paper has no bias correction (``bias_correction=False`` here). Iterates match
+    ``torch.optim.Adam(amsgrad=True)``; ``weight_decay`` is L2 as in :class:`Adam` (for decoupled
+    decay use ``AdamW(amsgrad=True)``).
+    """
+
+    def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
                  bias_correction: bool = True):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         bias_correction=bias_correction)
+                         bias_correction=bias_correction, amsgrad=True)
