@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import numpy as np
 import torch
@@ -34,9 +35,11 @@ import torch
 from optlib import _validate
 
 __all__ = [
-    "ConvexQuadratic", "SlopeFit", "accelerated_convex_bound", "effective_window", "first_order_lower_bound",
-    "fit_rate", "fit_slope", "gd_convex_bound", "gd_optimal_lr", "gd_rate", "heavy_ball_parameters",
-    "heavy_ball_rate", "iteration_matrix", "nesterov_hard_quadratic", "optimality_gaps", "spectral_radius",
+    "ConvexQuadratic", "LinearRate", "SlopeFit", "accelerated_convex_bound", "damped_oscillator",
+    "effective_window", "first_order_lower_bound", "fit_rate", "fit_slope", "gd_convex_bound",
+    "gd_optimal_lr", "gd_rate", "hard_quadratic_gaps", "heavy_ball_parameters", "heavy_ball_rate",
+    "iteration_matrix", "lessard_function", "measure_linear_rate", "nesterov_hard_quadratic",
+    "optimality_gaps", "overshoots", "settling_step", "spectral_radius", "step_ratios",
     "steps_to_tolerance",
 ]
 
@@ -370,3 +373,135 @@ def optimality_gaps(problem: ConvexQuadratic, x0, method, steps: int, **hyperpar
         optimizer.step()
         gaps.append(problem.gap(point(x)).item())
     return np.array(gaps)
+
+
+def hard_quadratic_gaps(horizons, method, *, L: float = 1.0, **hyperparams) -> np.ndarray:
+    r"""(f(x_t) − f*)/(L‖x₀ − x*‖²) after exactly t steps on ``nesterov_hard_quadratic(2t + 1, L)``, per t.
+
+    One hard function per horizon t in ``horizons``, each run from x₀ = 0 with
+    ``method([x], **hyperparams)`` (see :func:`optimality_gaps`). Normalized this way, the lower
+    bound of every first-order method is ``first_order_lower_bound(1, 1, t)``.
+    """
+    horizons = [int(t) for t in horizons]
+    if not horizons or any(t < 1 for t in horizons):
+        raise ValueError(f"horizons must be a non-empty sequence of integers >= 1, got {horizons!r}")
+    L = _validate.positive("L", L)
+    gaps = []
+    for t in horizons:
+        hard = nesterov_hard_quadratic(2 * t + 1, L=L)
+        origin = torch.zeros(hard.dim, dtype=torch.float64)
+        final_gap = optimality_gaps(hard, origin, method, t, **hyperparams)[-1]
+        gaps.append(final_gap / (L * hard.distance_sq(origin)))
+    return np.array(gaps)
+
+
+# ------------------------------------------------------------------ measuring runs on quadratics
+
+class LinearRate(NamedTuple):
+    """What :func:`measure_linear_rate` measured: the fitted factor per step and the steps to a tolerance."""
+
+    rate: float
+    steps: int | None
+
+
+def measure_linear_rate(problem, x0, steps: int, tolerance: float, **hyperparams) -> LinearRate:
+    r"""Run :class:`optlib.optim.SGD` on ``problem`` and measure its linear rate.
+
+    ``rate`` is the per-step factor of √(f(x_t)), fitted over the second half of the ``steps``
+    steps (on a quadratic with minimum 0, √f is proportional to the size of the error); ``steps``
+    of the result is the first t with f(x_t) ≤ ``tolerance`` · f(x₀), or None if never.
+    """
+    from optlib import optim, run
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 4:
+        raise ValueError(f"steps must be an integer >= 4, got {steps!r}")
+    tolerance = _validate.positive("tolerance", tolerance)
+    trace = run.minimize(problem, x0, optim.SGD, steps=steps, record_params=False, **hyperparams)
+    rate = fit_rate(np.sqrt(np.asarray(trace.loss)), start=steps // 2)
+    return LinearRate(rate, trace.steps_to(tolerance * trace.loss[0]))
+
+
+def step_ratios(path, gradient: Callable, lr: float, basis) -> np.ndarray:
+    r"""Each step's components relative to a plain gradient step from the same point.
+
+    For a path x₀, …, x_T (shape (T + 1, d)) and the columns q_j of ``basis`` (d, d), entry
+    (t, j) is |q_jᵀ(x_{t+1} − x_t)| / |α q_jᵀ∇f(x_t)|: 1 for gradient descent with step α, above 1
+    where a method moves further along q_j than the gradient alone would take it, below 1 where
+    it moves less. ``gradient(x)`` returns ∇f at the rows of x.
+    """
+    lr = _validate.positive("lr", lr)
+    path = torch.as_tensor(np.asarray(path), dtype=torch.float64)
+    basis = torch.as_tensor(np.asarray(basis), dtype=torch.float64)
+    if path.ndim != 2 or len(path) < 2:
+        raise ValueError(f"path must have shape (T + 1, d) with T >= 1, got {tuple(path.shape)}")
+    if basis.shape != (path.shape[1], path.shape[1]):
+        raise ValueError(f"basis must have shape (d, d) = {(path.shape[1],) * 2}, got {tuple(basis.shape)}")
+    moves = ((path[1:] - path[:-1]) @ basis).abs()
+    plain = (lr * gradient(path[:-1]) @ basis).abs()
+    return (moves / plain).numpy()
+
+
+def damped_oscillator(time, friction: float, curvature: float = 1.0) -> np.ndarray:
+    r"""x(t) of the heavy ball's ODE ẍ + c ẋ + λ x = 0 with x(0) = 1, ẋ(0) = 0 (unit mass).
+
+    With the roots r₁, r₂ of r² + c r + λ = 0, x(t) = (r₂ e^{r₁t} − r₁ e^{r₂t})/(r₂ − r₁), which
+    oscillates when c < 2√λ (complex roots); at critical damping, c = 2√λ, the limit
+    (1 + c t/2) e^{−ct/2}.
+    """
+    friction = _validate.at_least("friction", friction, 0.0)
+    curvature = _validate.positive("curvature", curvature)
+    t = np.asarray(time, dtype=float)
+    discriminant = friction * friction - 4.0 * curvature
+    if abs(discriminant) <= 1e-12 * friction * friction:
+        return (1.0 + friction * t / 2.0) * np.exp(-friction * t / 2.0)
+    root = np.sqrt(complex(discriminant))
+    r1, r2 = (-friction + root) / 2.0, (-friction - root) / 2.0
+    return np.real((r2 * np.exp(r1 * t) - r1 * np.exp(r2 * t)) / (r2 - r1))
+
+
+def settling_step(values, tolerance: float) -> int | None:
+    r"""The first index from which |values| stays below ``tolerance`` to the end; None if the last is not.
+
+    An index of 0 means the sequence never left the band.
+    """
+    tolerance = _validate.positive("tolerance", tolerance)
+    values = np.asarray(values, dtype=float).reshape(-1)
+    if values.size == 0:
+        raise ValueError("values must not be empty")
+    outside = np.flatnonzero(~(np.abs(values) < tolerance))
+    if outside.size == 0:
+        return 0
+    return None if outside[-1] == values.size - 1 else int(outside[-1] + 1)
+
+
+def overshoots(values, tolerance: float) -> int:
+    r"""Sign changes of ``values`` (a coordinate of a path towards 0) until it settles.
+
+    Counts the t with values[t] · values[t + 1] < 0 up to :func:`settling_step`, or over the whole
+    sequence if it never settles; crossings inside the tolerance band afterwards are not counted.
+    """
+    values = np.asarray(values, dtype=float).reshape(-1)
+    settled = settling_step(values, tolerance)
+    head = values if settled is None else values[: settled + 1]
+    return int((np.sign(head[1:]) * np.sign(head[:-1]) < 0).sum())
+
+
+def lessard_function(x) -> torch.Tensor:
+    r"""Lessard, Recht and Packard's (2016) function, on which heavy-ball momentum cycles.
+
+    A strongly convex piecewise quadratic of one variable (applied to each entry of ``x`` and
+    summed), with L = 25 and μ = 1:
+
+    .. math::
+        f(x) = \begin{cases} 12.5 x^2 & x < 1\\ x^2/2 + 24x - 12 & 1 \le x < 2\\
+        12.5 x^2 - 24 x + 36 & x \ge 2\end{cases},\qquad
+        f'(x) = \begin{cases} 25x & x < 1\\ x + 24 & 1 \le x < 2\\ 25x - 24 & x \ge 2\end{cases}
+
+    Minimum 0 at x* = 0. The heavy ball with Polyak's parameters for κ = 25 ends in a cycle of
+    three points from x₀ = 3.3; Nesterov's method with β = (√κ − 1)/(√κ + 1) converges.
+    """
+    if not isinstance(x, torch.Tensor) or not torch.is_floating_point(x):
+        x = torch.as_tensor(x, dtype=torch.float64)
+    middle = 0.5 * x**2 + 24 * x - 12
+    right = 12.5 * x**2 - 24 * x + 36
+    return torch.where(x < 1, 12.5 * x**2, torch.where(x < 2, middle, right)).sum()

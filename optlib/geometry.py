@@ -533,3 +533,125 @@ def loss_barrier(losses, alphas) -> float:
     if a[0] != 0 or a[-1] != 1:
         raise ValueError(f"alphas must start at 0 and end at 1, got {a[0].item()} and {a[-1].item()}")
     return float((L - ((1 - a) * L[0] + a * L[-1])).max())
+
+
+# --------------------------------------------------------------------------------------------
+# Landscapes of network architectures (residual connections, normalization)
+# --------------------------------------------------------------------------------------------
+
+def _linear_weights(model: nn.Module) -> list[torch.Tensor]:
+    layers = model.linear_layers() if hasattr(model, "linear_layers") else \
+        [m for m in model.modules() if isinstance(m, nn.Linear)]
+    if not layers:
+        raise ValueError("model has no nn.Linear layer")
+    return [layer.weight for layer in layers]
+
+
+def _check_batch(X: torch.Tensor, y: torch.Tensor) -> None:
+    if X.ndim != 2 or y.ndim != 1 or len(X) != len(y) or len(X) == 0:
+        raise ValueError(f"X must be (n, d) and y (n,) with n > 0, got {tuple(X.shape)} and {tuple(y.shape)}")
+
+
+def layer_gradient_norms(model: nn.Module, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+    r"""‖∂L/∂W_ℓ‖ for the weight matrix of every linear layer, from input to output, at the current parameters.
+
+    L = ``loss_fn(model(X), y)`` on the batch (X, y). The layers are ``model.linear_layers()`` when the
+    model has that method (as :class:`optlib.models.DeepMLP`), else its ``nn.Linear`` modules in
+    order. A ratio of many powers of ten between the first and the last entry is a vanishing (or
+    exploding) gradient. The model's ``.grad`` fields are left untouched.
+    """
+    _check_batch(X, y)
+    weights = _linear_weights(model)
+    grads = torch.autograd.grad(loss_fn(model(X), y), weights)
+    return np.array([torch.linalg.vector_norm(g).item() for g in grads])
+
+
+def loss_along_gradient(model: nn.Module, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor,
+                        step_sizes) -> np.ndarray:
+    r"""L(θ − η ∇L(θ)) for every step size η in ``step_sizes``: the loss one gradient step of size η would reach.
+
+    The landscape along the direction gradient descent actually takes (Santurkar et al., 2018, measure
+    its variation to compare smoothness): where it keeps falling for large η, large steps are safe;
+    where it turns up at small η, the landscape is sharp along the gradient. Every parameter moves
+    along its gradient; the model's parameters are restored afterwards.
+    """
+    _check_batch(X, y)
+    etas = np.asarray(step_sizes, dtype=float).reshape(-1)
+    if etas.size == 0 or not np.all(np.isfinite(etas)) or np.any(etas < 0):
+        raise ValueError("step_sizes must be a non-empty sequence of finite numbers >= 0")
+    params = [p for p in model.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss_fn(model(X), y), params)
+    saved = [p.detach().clone() for p in params]
+    values = []
+    try:
+        with torch.no_grad():
+            for eta in etas:
+                for p, p0, g in zip(params, saved, grads):
+                    p.copy_(p0 - eta * g)
+                values.append(float(loss_fn(model(X), y)))
+    finally:
+        with torch.no_grad():
+            for p, p0 in zip(params, saved):
+                p.copy_(p0)
+    return np.array(values)
+
+
+def top_hessian_eigenvalue(model: nn.Module, loss_fn: Callable, X: torch.Tensor, y: torch.Tensor, *,
+                           tol: float = 1e-8, generator: torch.Generator | None = None) -> float:
+    r"""The largest (algebraic) eigenvalue λ_max of the Hessian of ``loss_fn(model(X), y)`` in the parameters.
+
+    Lanczos iteration (SciPy's ``eigsh``, ``which="LA"``) on exact Hessian-vector products by double
+    backpropagation, in the model's dtype, to relative accuracy ``tol``, from a start vector drawn with
+    ``generator``. Unlike plain power iteration (:func:`optlib.monitoring.sharpness`), it finds the
+    largest *positive* curvature even where a negative eigenvalue is larger in magnitude (as at
+    the initialization of some networks). Gradient descent on the local quadratic model is stable
+    only for lr < 2/λ_max.
+    """
+    from scipy.sparse.linalg import LinearOperator, eigsh
+
+    _check_batch(X, y)
+    tol = _validate.positive("tol", tol)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("model has no trainable parameters")
+    dtype, device = params[0].dtype, params[0].device
+    sizes = [p.numel() for p in params]
+    grads = torch.autograd.grad(loss_fn(model(X), y), params, create_graph=True)
+
+    def hvp(v: np.ndarray) -> np.ndarray:
+        vector = torch.as_tensor(np.asarray(v).reshape(-1), dtype=dtype, device=device)
+        pieces = [piece.view_as(p) for piece, p in zip(vector.split(sizes), params)]
+        products = torch.autograd.grad(grads, params, grad_outputs=pieces, retain_graph=True)
+        return torch.cat([h.reshape(-1) for h in products]).detach().cpu().double().numpy()
+
+    n = sum(sizes)
+    start = torch.randn(n, generator=generator, dtype=torch.float64).numpy()
+    operator = LinearOperator((n, n), matvec=hvp, dtype=np.float64)
+    value = eigsh(operator, k=1, which="LA", v0=start, tol=tol, return_eigenvectors=False)
+    return float(value[0])
+
+
+def filter_normalized_direction(model: nn.Module, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""A random direction in parameter space scaled like the model's weights (Li et al., 2018).
+
+    For every weight matrix, a Gaussian direction whose rows (one per unit) are rescaled to the norm
+    of the corresponding rows of the weights; one-dimensional parameters (biases, the gains and
+    shifts of normalization layers) get direction 0, as in Li et al.'s plots. Returned flat, in the
+    order of :func:`optlib.landscape.flatten_params`, so the loss on the line θ + a·d is
+    ``landscape.interpolate_models(model, θ, θ + d, ...)`` at a. Without the rescaling a slice of
+    a network whose loss ignores the scale of its weights (normalization layers) would show more
+    about the weights' size than about the landscape.
+    """
+    pieces = []
+    for p in model.parameters():
+        if p.ndim < 2:
+            pieces.append(torch.zeros(p.numel(), dtype=p.dtype, device=p.device))
+            continue
+        rows = p.detach().reshape(p.shape[0], -1)
+        d = torch.randn(rows.shape, generator=generator, dtype=p.dtype).to(p.device)
+        d = d * (torch.linalg.vector_norm(rows, dim=1, keepdim=True)
+                 / torch.linalg.vector_norm(d, dim=1, keepdim=True).clamp_min(1e-300))
+        pieces.append(d.reshape(-1))
+    if not pieces:
+        raise ValueError("model has no parameters")
+    return torch.cat(pieces)

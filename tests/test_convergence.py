@@ -229,3 +229,107 @@ def test_optimality_gaps_follow_the_gradient_step_points():
     assert agd[0] == gd[0] == pytest.approx(quad.gap(x0).item())
     with pytest.raises(ValueError):
         cv.optimality_gaps(quad, x0, optim.SGD, -1, lr=1.0)
+
+
+# ------------------------------------------------------------------ measuring runs (chapter 5)
+
+def test_hard_quadratic_gaps_match_a_direct_run_and_sit_between_the_bounds():
+    horizons = [4, 16, 64]
+    gaps = cv.hard_quadratic_gaps(horizons, optim.SGD, lr=1.0)
+    for t, value in zip(horizons, gaps):
+        hard = cv.nesterov_hard_quadratic(2 * t + 1)
+        origin = torch.zeros(hard.dim, dtype=torch.float64)
+        direct = cv.optimality_gaps(hard, origin, optim.SGD, t, lr=1.0)[-1] / hard.distance_sq(origin)
+        assert value == pytest.approx(direct, rel=1e-12)
+    assert (gaps >= cv.first_order_lower_bound(1.0, 1.0, np.array(horizons))).all()
+    assert (gaps <= cv.gd_convex_bound(1.0, 1.0, np.array(horizons))).all()
+    # L scales f - f* and the normalization alike
+    np.testing.assert_allclose(cv.hard_quadratic_gaps(horizons, optim.SGD, L=4.0, lr=0.25), gaps, rtol=1e-10)
+    for bad in ([], [0, 3]):
+        with pytest.raises(ValueError, match="horizons"):
+            cv.hard_quadratic_gaps(bad, optim.SGD, lr=1.0)
+
+
+def test_measure_linear_rate_recovers_the_gradient_descent_rate_and_step_count():
+    quad = functions.Quadratic(condition_number=10.0, dim=4, seed=1)
+    lr = cv.gd_optimal_lr(10.0, 1.0)
+    measured = cv.measure_linear_rate(quad, quad.start, 200, 1e-10, lr=lr)
+    assert isinstance(measured, cv.LinearRate)
+    assert measured.rate == pytest.approx(cv.gd_rate(10.0), rel=1e-6)
+    trace = run.minimize(quad, quad.start, optim.SGD, steps=200, lr=lr)
+    assert measured.steps == trace.steps_to(1e-10 * trace.loss[0])
+    # a budget too short to reach the tolerance reports None
+    assert cv.measure_linear_rate(quad, quad.start, 10, 1e-10, lr=lr).steps is None
+    with pytest.raises(ValueError, match="steps"):
+        cv.measure_linear_rate(quad, quad.start, 3, 1e-10, lr=lr)
+    with pytest.raises(ValueError, match="tolerance"):
+        cv.measure_linear_rate(quad, quad.start, 50, 0.0, lr=lr)
+
+
+def test_step_ratios_are_one_for_gradient_descent_and_computed_per_eigenvector():
+    quad = functions.Quadratic(condition_number=50.0, angle=0.4)
+    _, Q = torch.linalg.eigh(quad.A)
+    # 12 steps: later the steep component (halved per step) is down to round-off
+    gd = run.minimize(quad, quad.start, optim.SGD, steps=12, lr=0.01)
+    np.testing.assert_allclose(cv.step_ratios(gd.path(), quad.gradient, 0.01, Q), 1.0, rtol=1e-9)
+    heavy = run.minimize(quad, quad.start, optim.SGD, steps=30, lr=0.01, momentum=0.9)
+    path = heavy.path()
+    ratios = cv.step_ratios(path, quad.gradient, 0.01, Q)
+    assert ratios.shape == (30, 2)
+    t, j = 7, 1
+    q = Q[:, j].numpy()
+    grad = quad.gradient(torch.as_tensor(path[t])).numpy()
+    assert ratios[t, j] == pytest.approx(abs(q @ (path[t + 1] - path[t])) / abs(0.01 * q @ grad), rel=1e-12)
+    with pytest.raises(ValueError, match="basis"):
+        cv.step_ratios(path, quad.gradient, 0.01, torch.eye(3))
+    with pytest.raises(ValueError, match="path"):
+        cv.step_ratios(path[:1], quad.gradient, 0.01, Q)
+
+
+@pytest.mark.parametrize("friction", [0.0, 0.5, 2.0, 5.0])
+def test_damped_oscillator_solves_its_ode(friction):
+    curvature = 1.0
+    t = np.linspace(0, 10, 20001)
+    x = cv.damped_oscillator(t, friction, curvature)
+    h = t[1] - t[0]
+    velocity = np.gradient(x, h)
+    acceleration = np.gradient(velocity, h)
+    residual = acceleration + friction * velocity + curvature * x
+    assert np.abs(residual[5:-5]).max() < 1e-4
+    assert x[0] == pytest.approx(1.0) and velocity[0] == pytest.approx(0.0, abs=1e-3)
+    # critical damping (c = 2) is the continuous limit of the nearby formula
+    if friction == 2.0:
+        np.testing.assert_allclose(x, cv.damped_oscillator(t, 2.0 + 1e-6), atol=1e-5)
+    with pytest.raises(ValueError):
+        cv.damped_oscillator(t, -1.0)
+
+
+def test_settling_step_and_overshoots():
+    values = [1.0, -0.5, 0.2, -0.01, 0.0005, -0.0002, 0.0001]
+    assert cv.settling_step(values, 1e-3) == 4
+    assert cv.overshoots(values, 1e-3) == 4  # the crossings inside the band afterwards do not count
+    assert cv.settling_step([1.0, 0.5, 0.2], 1e-3) is None
+    assert cv.overshoots([1.0, -0.5, 0.2], 1e-3) == 2
+    assert cv.settling_step([1e-5, -1e-5], 1e-3) == 0
+    with pytest.raises(ValueError):
+        cv.settling_step([], 1e-3)
+    with pytest.raises(ValueError):
+        cv.settling_step([1.0], 0.0)
+
+
+def test_lessard_function_pieces_and_the_heavy_ball_cycle():
+    x = torch.tensor([-1.0, 0.5, 1.0, 1.5, 2.0, 3.0], dtype=torch.float64, requires_grad=True)
+    total = cv.lessard_function(x)
+    (grad,) = torch.autograd.grad(total, x)
+    expected = torch.where(x < 1, 25 * x, torch.where(x < 2, x + 24, 25 * x - 24)).detach()
+    torch.testing.assert_close(grad, expected)
+    # continuous at the joints, minimum 0 at 0
+    for joint in (1.0, 2.0):
+        below, above = (cv.lessard_function([joint + d]).item() for d in (-1e-9, 1e-9))
+        assert below == pytest.approx(above, abs=1e-6)
+    assert cv.lessard_function([0.0]).item() == 0.0
+    assert cv.lessard_function([2]).dtype == torch.float64
+    lr, rho = cv.heavy_ball_parameters(25.0, 1.0)
+    cycle = run.minimize(cv.lessard_function, [3.3], optim.SGD, steps=300, lr=lr, momentum=rho).path()[:, 0]
+    np.testing.assert_allclose(cycle[-3:], cycle[-6:-3], atol=1e-9)
+    assert np.abs(cycle[-3:]).min() > 0.5

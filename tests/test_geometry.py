@@ -334,3 +334,105 @@ def test_hessian_spectrum_signs_are_canonical():
     _, Q2 = geo.hessian_spectrum(-(-H))
     assert torch.equal(Q, Q2)
     assert (Q.gather(0, Q.abs().argmax(0, keepdim=True)) > 0).all()
+
+
+# ------------------------------------------------------------------ architectures (chapter 4)
+
+def _small_net(**kwargs):
+    return models.DeepMLP(6, 5, 3, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64, **kwargs)
+
+
+def _batch():
+    gen = torch.Generator().manual_seed(1)
+    return torch.randn(40, 6, generator=gen, dtype=torch.float64), torch.randint(0, 3, (40,), generator=gen)
+
+
+def _loss(scores, y):
+    return torch.nn.functional.cross_entropy(scores, y)
+
+
+def test_layer_gradient_norms_match_backward_and_leave_grads_alone():
+    net, (X, y) = _small_net(residual=True), _batch()
+    norms = geo.layer_gradient_norms(net, _loss, X, y)
+    assert all(p.grad is None for p in net.parameters())
+    _loss(net(X), y).backward()
+    expected = [layer.weight.grad.norm().item() for layer in net.linear_layers()]
+    np.testing.assert_allclose(norms, expected, rtol=1e-12)
+    # a plain MLP: its nn.Linear modules in order
+    mlp = models.MLP((6, 4, 3), generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert geo.layer_gradient_norms(mlp, _loss, X, y).shape == (2,)
+    with pytest.raises(ValueError, match="X must be"):
+        geo.layer_gradient_norms(net, _loss, X, y[:3])
+
+
+def test_loss_along_gradient_is_a_gradient_step_and_restores_the_model():
+    net, (X, y) = _small_net(norm="layer"), _batch()
+    before = landscape.flatten_params(net)
+    etas = [0.0, 0.1, 0.5]
+    values = geo.loss_along_gradient(net, _loss, X, y, etas)
+    assert torch.equal(landscape.flatten_params(net), before)
+    assert values[0] == pytest.approx(_loss(net(X), y).item(), rel=1e-12)
+    opt = optim.SGD(net.parameters(), lr=0.5)
+    _loss(net(X), y).backward()
+    opt.step()
+    assert values[2] == pytest.approx(_loss(net(X), y).item(), rel=1e-12)
+    # a small step along the negative gradient lowers the loss
+    start, small_step = geo.loss_along_gradient(net, _loss, X, y, [0.0, 1e-4])
+    assert small_step < start
+    for bad in ([], [-0.1], [float("nan")]):
+        with pytest.raises(ValueError, match="step_sizes"):
+            geo.loss_along_gradient(net, _loss, X, y, bad)
+
+
+@pytest.mark.parametrize("norm", [None, "batch"])
+def test_top_hessian_eigenvalue_matches_the_dense_hessian(norm):
+    net, (X, y) = _small_net(norm=norm), _batch()
+    params = list(net.parameters())
+    theta = landscape.flatten_params(net)
+
+    def loss_of(flat):
+        chunks, offset = [], 0
+        for p in params:
+            chunks.append(flat[offset:offset + p.numel()].view_as(p))
+            offset += p.numel()
+        return _loss(torch.func.functional_call(net, dict(zip(dict(net.named_parameters()), chunks)), (X,)), y)
+
+    dense = torch.autograd.functional.hessian(loss_of, theta)
+    expected = torch.linalg.eigvalsh(0.5 * (dense + dense.T)).max().item()
+    top = geo.top_hessian_eigenvalue(net, _loss, X, y, generator=torch.Generator().manual_seed(2))
+    assert top == pytest.approx(expected, rel=1e-7)
+    with pytest.raises(ValueError, match="tol"):
+        geo.top_hessian_eigenvalue(net, _loss, X, y, tol=0.0)
+
+
+def test_top_hessian_eigenvalue_finds_the_largest_positive_one_on_a_quadratic_model():
+    # f(w) = 1/2 w^T diag(3, -10, 1) w: power iteration would return -10, the largest in size
+    class Quadratic(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = torch.nn.Parameter(torch.tensor([1.0, 2.0, 3.0], dtype=torch.float64))
+
+        def forward(self, X):
+            return X
+
+    model = Quadratic()
+    curvatures = torch.tensor([3.0, -10.0, 1.0], dtype=torch.float64)
+    X, y = torch.zeros(1, 1, dtype=torch.float64), torch.zeros(1, dtype=torch.long)
+    value = geo.top_hessian_eigenvalue(model, lambda out, y: 0.5 * (curvatures * model.w**2).sum(), X, y)
+    assert value == pytest.approx(3.0, rel=1e-9)
+
+
+def test_filter_normalized_direction_matches_row_norms_and_skips_vectors():
+    net = _small_net(norm="batch")
+    d = geo.filter_normalized_direction(net, generator=torch.Generator().manual_seed(0))
+    assert d.shape == landscape.flatten_params(net).shape
+    offset = 0
+    for p in net.parameters():
+        piece = d[offset:offset + p.numel()].view_as(p)
+        offset += p.numel()
+        if p.ndim == 1:
+            assert torch.count_nonzero(piece) == 0
+        else:
+            torch.testing.assert_close(piece.norm(dim=1), p.detach().norm(dim=1))
+    again = geo.filter_normalized_direction(net, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(d, again)

@@ -108,3 +108,78 @@ def test_wrong_input_shape_raises():
         LinearClassifier(8, 2)(torch.zeros(3, 7))
     with pytest.raises(ValueError, match=r"expected inputs of shape \(n, 8\)"):
         MLP((8, 4, 2))(torch.zeros(8))
+
+
+# ------------------------------------------------------------------ DeepMLP (chapter 4)
+
+from optlib.models import DeepMLP  # noqa: E402
+
+
+def test_deep_mlp_shapes_layers_and_parameter_count():
+    net = DeepMLP(64, 32, 12, 10, dtype=torch.float64)
+    assert net(torch.randn(5, 64, dtype=torch.float64)).shape == (5, 10)
+    layers = net.linear_layers()
+    assert len(layers) == 13 and layers[0].in_features == 64 and layers[-1].out_features == 10
+    assert num_parameters(net) == 64 * 32 + 32 + 11 * (32 * 32 + 32) + 32 * 10 + 10
+    normed = DeepMLP(64, 32, 12, 10, norm="layer")
+    assert num_parameters(normed) == num_parameters(net) + 12 * 2 * 32
+    assert all(p.dtype == torch.float64 for p in net.parameters())
+
+
+def test_deep_mlp_forward_is_the_documented_recursion():
+    gen = torch.Generator().manual_seed(3)
+    X = torch.randn(7, 5, generator=gen, dtype=torch.float64)
+    for residual in (False, True):
+        net = DeepMLP(5, 4, 3, 2, residual=residual, generator=torch.Generator().manual_seed(1),
+                      dtype=torch.float64)
+        h = torch.relu(X @ net.hidden[0].weight.T + net.hidden[0].bias)
+        for layer in net.hidden[1:]:
+            z = torch.relu(h @ layer.weight.T + layer.bias)
+            h = h + z if residual else z
+        torch.testing.assert_close(net(X), h @ net.output.weight.T + net.output.bias)
+
+
+def test_deep_mlp_normalizations():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(20, 6, generator=gen, dtype=torch.float64)
+    batch = DeepMLP(6, 8, 2, 3, norm="batch", generator=gen, dtype=torch.float64)
+    layer = DeepMLP(6, 8, 2, 3, norm="layer", generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        # BatchNorm (training mode): every unit has mean 0 and variance 1 over the batch before the ReLU
+        pre = batch.norms[0](batch.hidden[0](X))
+        torch.testing.assert_close(pre.mean(0), torch.zeros(8, dtype=torch.float64), atol=1e-12, rtol=0)
+        torch.testing.assert_close(pre.var(0, unbiased=False), torch.ones(8, dtype=torch.float64), atol=1e-4,
+                                   rtol=0)
+        # LayerNorm: every example has mean 0 over its units
+        pre = layer.norms[0](layer.hidden[0](X))
+        torch.testing.assert_close(pre.mean(1), torch.zeros(20, dtype=torch.float64), atol=1e-12, rtol=0)
+        # BatchNorm makes an example's scores depend on the rest of the batch; LayerNorm does not
+        assert not torch.allclose(batch(X)[:5], batch(X[:5]))
+        torch.testing.assert_close(layer(X)[:5], layer(X[:5]))
+
+
+def test_deep_mlp_initializations_are_seeded_and_scaled():
+    a = DeepMLP(64, 32, 4, 10, generator=torch.Generator().manual_seed(0))
+    b = DeepMLP(64, 32, 4, 10, generator=torch.Generator().manual_seed(0))
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert a.hidden[1].weight.abs().max().item() <= 32 ** -0.5
+    he = DeepMLP(64, 256, 3, 10, init="he", generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    assert he.hidden[1].weight.std().item() == pytest.approx((2 / 256) ** 0.5, rel=0.02)
+    assert torch.count_nonzero(he.hidden[1].bias) == 0
+    # the first layer of MLP draws from the generator exactly as before (its outputs are unchanged)
+    mlp = MLP((64, 32, 10), generator=torch.Generator().manual_seed(0))
+    bound = 64 ** -0.5
+    expected = torch.empty(32, 64).uniform_(-bound, bound, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(mlp.net[0].weight.detach(), expected)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    (dict(depth=0), ValueError), (dict(width=2.5), ValueError), (dict(norm="group"), ValueError),
+    (dict(init="xavier"), ValueError), (dict(activation="sigmoid"), ValueError), (dict(residual=1), TypeError),
+])
+def test_deep_mlp_rejects_bad_arguments(kwargs, error):
+    args = dict(num_features=4, width=3, depth=2, num_classes=2) | kwargs
+    with pytest.raises(error):
+        DeepMLP(**args)
+    with pytest.raises(ValueError, match="expected inputs"):
+        DeepMLP(4, 3, 2, 2)(torch.randn(2, 5))

@@ -23,7 +23,9 @@ torch's Nesterov SGD; x_k, the point the bound is about, is ``optimizer.iterate(
 from __future__ import annotations
 
 import math
+from typing import Callable
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 
@@ -32,7 +34,8 @@ from optlib.optim._closure import closure_loss
 
 #: The momentum schedules of :class:`AcceleratedGradient` (see the module docstring).
 SCHEDULES = ("t", "k", "constant")
-__all__ = ["SCHEDULES", "AcceleratedGradient", "accelerated_update", "momentum_coefficient", "next_t"]
+__all__ = ["SCHEDULES", "AcceleratedGradient", "accelerated_update", "lookahead_nesterov", "momentum_coefficient",
+           "next_t"]
 
 
 def next_t(t: float) -> float:
@@ -109,3 +112,30 @@ class AcceleratedGradient(Optimizer):
         """x_k for ``param`` (which holds y_k): the gradient-step point the convergence bound is about."""
         state = self.state.get(param)
         return param.detach() if not state else state["x"]
+
+
+def lookahead_nesterov(fn: Callable[[torch.Tensor], torch.Tensor], x0, steps: int, lr: float,
+                       momentum: float) -> tuple[np.ndarray, np.ndarray]:
+    r"""Nesterov's method as first written, with the gradient taken at the look-ahead point.
+
+    .. math::
+        u_{t+1} = \rho u_t - \alpha \nabla f(x_t + \rho u_t),\qquad x_{t+1} = x_t + u_{t+1},\qquad u_0 = 0,
+
+    in float64 with gradients by autograd. Returns two arrays of shape (steps + 1, d): the points
+    x_t and the look-ahead points x_t + ρ u_t (the parameters of ``SGD(nesterov=True)``).
+    """
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"steps must be a non-negative integer, got {steps!r}")
+    lr = _validate.at_least("lr", lr, 0.0)
+    momentum = _validate.in_range("momentum", momentum, 0.0, 1.0)
+    x = torch.as_tensor(x0, dtype=torch.float64).detach().clone().reshape(-1)
+    u = torch.zeros_like(x)
+    points, ahead = [x.clone()], [x.clone()]
+    for _ in range(steps):
+        point = (x + momentum * u).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(fn(point), point)
+        u = momentum * u - lr * gradient
+        x = x + u
+        points.append(x.clone())
+        ahead.append(x + momentum * u)
+    return torch.stack(points).numpy(), torch.stack(ahead).numpy()

@@ -1,6 +1,7 @@
 r"""Stochastic gradient descent, with optional heavy-ball or Nesterov momentum and L2 weight decay."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch.optim import Optimizer
 
@@ -9,6 +10,8 @@ from optlib.optim._closure import closure_loss
 
 #: The ``formulation`` of :class:`SGD`: velocity in gradient units (as torch) or in parameter units.
 FORMULATIONS = ("torch", "classical")
+__all__ = ["FORMULATIONS", "SGD", "classical_momentum_update", "scheduled_path", "sgd_update",
+           "velocity_response"]
 
 
 def sgd_update(param: torch.Tensor, grad: torch.Tensor, velocity: torch.Tensor | None, *, lr: float,
@@ -104,3 +107,43 @@ class SGD(Optimizer):
                 if velocity is not None:
                     state["momentum_buffer"] = velocity
         return loss
+
+
+def velocity_response(gradients, momentum: float) -> np.ndarray:
+    r"""The velocity of :class:`SGD` after each step when it is fed the scalar ``gradients`` by hand.
+
+    A one-entry float64 parameter gets ``gradients[t]`` as its gradient at step t; entry t of the
+    result is the momentum buffer v_{t+1} = ρ v_t + g_t after that step. Fed 1, 0, 0, … it returns
+    the weights ρ^k with which old gradients enter the velocity (the impulse response); fed a
+    constant 1 it returns the partial sums of those weights, which tend to 1/(1 − ρ).
+    """
+    momentum = _validate.in_range("momentum", momentum, 0.0, 1.0)
+    if momentum == 0:
+        raise ValueError("momentum must be > 0 for SGD to keep a velocity, got 0")
+    values = np.asarray(gradients, dtype=float).reshape(-1)
+    if values.size == 0 or not np.all(np.isfinite(values)):
+        raise ValueError("gradients must be a non-empty sequence of finite numbers")
+    p = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    optimizer = SGD([p], lr=1.0, momentum=momentum)
+    velocities = np.empty(values.size)
+    for t, value in enumerate(values):
+        p.grad = torch.tensor([value], dtype=torch.float64)
+        optimizer.step()
+        velocities[t] = optimizer.state[p]["momentum_buffer"].item()
+    return velocities
+
+
+def scheduled_path(fn, x0, steps: int, schedule, **hyperparams) -> np.ndarray:
+    r"""The iterates x₀, …, x_steps of :class:`SGD` on ``fn`` from ``x0``, with α_t = α · schedule(t).
+
+    ``schedule`` is a function step -> factor (see :mod:`optlib.schedules`), applied through a
+    ``LambdaLR`` stepped after every step, as a training loop would; ``hyperparams`` go to
+    :class:`SGD` (``lr`` is the base rate α). Runs in float64; returns an array (steps + 1, d).
+    """
+    from optlib import run, schedules
+
+    if not callable(schedule):
+        raise TypeError(f"schedule must be a callable step -> factor, got {schedule!r}")
+    trace = run.minimize(fn, x0, SGD, steps=steps, scheduler=lambda opt: schedules.scheduler(opt, schedule),
+                         **hyperparams)
+    return trace.path()
