@@ -62,7 +62,7 @@ def init_normal_(model: nn.Module, gain: float = math.sqrt(2.0), *, generator: t
 
 def sharpness(model: nn.Module, loss_fn, X: torch.Tensor, y: torch.Tensor, *, iters: int = 20,
               generator: torch.Generator | None = None) -> float:
-    r"""Largest eigenvalue λ_max of the Hessian of ``loss_fn(model(X), y)`` w.r.t. the parameters.
+    r"""λ_max, the Hessian eigenvalue of largest magnitude of ``loss_fn(model(X), y)`` w.r.t. the parameters.
 
     Power iteration v ← Hv/‖Hv‖ with Hessian-vector products by double backpropagation, ``iters``
     products in all, from a random start drawn with ``generator``. Returns the Rayleigh quotient vᵀHv

@@ -354,3 +354,92 @@ def contour_grid(xs, ys, Z, *, ax=None, levels: int = 30, xlabel: str = "", ylab
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
     ax.grid(False)
     return ax
+
+
+def lr_sweep(rows: Sequence[Mapping[str, tuple]], columns: Mapping[str, Sequence[str]], *,
+             ylabels: Sequence[str], logy: Sequence[bool] | None = None, chosen: Mapping[str, float] | None = None,
+             diverged: Mapping[str, Sequence[float]] | None = None, hlines: Mapping[int, float] | None = None,
+             row_height: float = 2.4, xlabel: str = "learning rate"):
+    """A learning-rate sweep on a grid of panels: one row per metric, one column per group of methods.
+
+    ``rows[r]`` maps each method to ``(learning rates, values)`` of metric r (NaN: not drawn);
+    ``columns`` maps a group's title to its methods (e.g. the SGD family and the adaptive methods),
+    so no panel holds more than a few lines. A method keeps its colour in every panel; each
+    column's legend sits above its top panel, where it covers no data. ``chosen[method]`` marks
+    that method's chosen learning rate with a large filled marker; ``diverged[method]`` lists
+    learning rates at which it diverged, drawn as crosses on the top edge of its panels;
+    ``hlines[r]`` draws a dotted reference line in row r. Rows share their y axis, columns their
+    x axis. Returns ``(fig, axes)`` with axes of shape (rows, columns).
+    """
+    rows = list(rows)
+    if not rows:
+        raise ValueError("lr_sweep needs at least one row of curves")
+    if len(ylabels) != len(rows):
+        raise ValueError(f"one y label per row expected ({len(rows)}), got {len(ylabels)}")
+    logy = list(logy) if logy is not None else [False] * len(rows)
+    if len(logy) != len(rows):
+        raise ValueError(f"one logy flag per row expected ({len(rows)}), got {len(logy)}")
+    names = [name for group in columns.values() for name in group]
+    for r, curves in enumerate(rows):
+        missing = [name for name in names if name not in curves]
+        if missing:
+            raise KeyError(f"row {r} has no curve for {missing}")
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    color = {name: colors[i % len(colors)] for i, name in enumerate(names)}
+    fig, axes = subplots(len(columns), len(rows), height=row_height * len(rows) + 0.6, sharey="row",
+                         sharex="col", squeeze=False)
+    for c, (title, group) in enumerate(columns.items()):
+        for r, curves in enumerate(rows):
+            ax = axes[r, c]
+            for k, name in enumerate(group):
+                lrs, values = (_numpy(v) for v in curves[name])
+                ax.plot(lrs, values, marker="o", ms=4, color=color[name], label=name)
+                if chosen and name in chosen:
+                    at = np.flatnonzero(np.isclose(lrs, chosen[name]))
+                    ax.plot(lrs[at], values[at], marker="o", ms=9, color=color[name], ls="none")
+                if diverged and diverged.get(name):
+                    # one height per method, so crosses at the same learning rate do not hide each other
+                    ax.plot(_numpy(diverged[name]), np.full(len(diverged[name]), 0.96 - 0.06 * k), marker="x", ms=7,
+                            mew=2, color=color[name], ls="none", transform=ax.get_xaxis_transform(),
+                            clip_on=False)
+            if hlines and r in hlines:
+                ax.axhline(hlines[r], color="k", ls=":", lw=1)
+            ax.set_xscale("log")
+            if logy[r]:
+                ax.set_yscale("log")
+            if c == 0:
+                ax.set_ylabel(ylabels[r])
+            if r == len(rows) - 1:
+                ax.set_xlabel(xlabel)
+        handles, labels = axes[0, c].get_legend_handles_labels()
+        if diverged and any(diverged.get(name) for name in group):
+            handles.append(plt.Line2D([], [], marker="x", mew=2, color="grey", ls="none"))
+            labels.append("diverged")
+        axes[0, c].legend(handles, labels, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, title=title,
+                          fontsize=9, title_fontsize=10)
+    return fig, axes
+
+
+def ecdf(samples: Mapping[str, Sequence[float]], *, ax=None, logx: bool = False, xlabel: str = "",
+         ylabel: str = "fraction of samples", title: str | None = None, legend_loc: str = "lower right"):
+    """Empirical distribution functions of ``{label: values}``: for each x, the fraction of values <= x.
+
+    A step curve per label; one curve left of another means smaller values more often (for a
+    loss: better). NaN values are dropped.
+    """
+    if not isinstance(samples, Mapping) or not samples:
+        raise TypeError("samples must be a non-empty {label: values} mapping")
+    ax = _axes(ax)
+    for label, values in samples.items():
+        v = np.sort(_numpy(values).ravel())
+        v = v[~np.isnan(v)]
+        if len(v) == 0:
+            raise ValueError(f"{label!r} has no value to draw")
+        ax.step(v, np.arange(1, len(v) + 1) / len(v), where="post", label=label)
+    if logx:
+        ax.set_xscale("log")
+        # labels on the minor ticks of a short log axis run into each other
+        ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.set(xlabel=xlabel, ylabel=ylabel, title=title, ylim=(0, 1.02))
+    ax.legend(loc=legend_loc)
+    return ax
