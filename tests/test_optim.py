@@ -323,7 +323,7 @@ def test_newton_errors():
 def test_every_registered_optimizer_decreases_a_quadratic(name):
     fn = functions.Quadratic(condition_number=5.0)
     # adaptive methods move each coordinate about lr per step, whatever the gradient's size
-    lr = 0.5 if name in ("AdaGrad", "RMSProp", "Adam", "AdamW") else 0.1
+    lr = 0.5 if name in ("AdaGrad", "RMSProp", "Adam", "AdamW", "AMSGrad") else 0.1
     trace = run.minimize(fn, fn.start, OPTIMIZERS[name], steps=30, lr=lr)
     assert isinstance(OPTIMIZERS[name]([torch.zeros(2, requires_grad=True)], lr=0.1), torch.optim.Optimizer)
     assert trace.final_loss < 0.1 * trace.loss[0]

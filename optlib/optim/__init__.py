@@ -21,6 +21,7 @@ OPTIMIZERS = {
     "RMSProp": RMSProp,
     "Adam": Adam,
     "AdamW": AdamW,
+    "AMSGrad": AMSGrad,
     "Newton": Newton,
     "saddle-free Newton": partial(Newton, mode="saddle_free", damping=1e-3),
 }
