@@ -155,7 +155,7 @@ def sgd_excess_curves(problem: NoisyLeastSquares, configs: Mapping[str, tuple[fl
     :math:`w \leftarrow w - \alpha_t g_t` with :math:`\alpha_t` = ``lr * schedule(t)`` (a schedule of
     :mod:`optlib.schedules`) and :math:`g_t` the gradient of a minibatch of ``batch_size`` examples
     drawn with replacement, a fresh one for every seed and configuration, so all runs are
-    independent. That is :class:`optlib.optim.SGD` with a ``LambdaLR`` (tested), written out on one
+    independent. That is :class:`~optlib.optim.sgd.SGD` with a ``LambdaLR`` (tested), written out on one
     tensor of shape (configurations, seeds, dim) so that thousands of steps of every run take a
     fraction of a second. All runs start at ``start`` (a vector of length dim; default 0); after
     every step a uniform :class:`ParameterAverage` of the iterates is updated.

@@ -405,7 +405,7 @@ class LinearRate(NamedTuple):
 
 
 def measure_linear_rate(problem, x0, steps: int, tolerance: float, **hyperparams) -> LinearRate:
-    r"""Run :class:`optlib.optim.SGD` on ``problem`` and measure its linear rate.
+    r"""Run :class:`~optlib.optim.sgd.SGD` on ``problem`` and measure its linear rate.
 
     ``rate`` is the per-step factor of √(f(x_t)), fitted over the second half of the ``steps``
     steps (on a quadratic with minimum 0, √f is proportional to the size of the error); ``steps``
@@ -425,7 +425,7 @@ def step_ratios(path, gradient: Callable, lr: float, basis) -> np.ndarray:
     r"""Each step's components relative to a plain gradient step from the same point.
 
     For a path x₀, …, x_T (shape (T + 1, d)) and the columns q_j of ``basis`` (d, d), entry
-    (t, j) is |q_jᵀ(x_{t+1} − x_t)| / |α q_jᵀ∇f(x_t)|: 1 for gradient descent with step α, above 1
+    (t, j) is :math:`|q_j^\top(x_{t+1} - x_t)| \,/\, |\alpha\, q_j^\top \nabla f(x_t)|`: 1 for gradient descent with step α, above 1
     where a method moves further along q_j than the gradient alone would take it, below 1 where
     it moves less. ``gradient(x)`` returns ∇f at the rows of x.
     """
@@ -460,7 +460,7 @@ def damped_oscillator(time, friction: float, curvature: float = 1.0) -> np.ndarr
 
 
 def settling_step(values, tolerance: float) -> int | None:
-    r"""The first index from which |values| stays below ``tolerance`` to the end; None if the last is not.
+    r"""The first index from which ``abs(values)`` stays below ``tolerance`` to the end; None if the last is not.
 
     An index of 0 means the sequence never left the band.
     """

@@ -223,7 +223,7 @@ def second_moment(optimizer: torch.optim.Optimizer) -> torch.Tensor:
     AdaGrad: the running sum :math:`s_t = \sum_k g_k^2`. RMSProp: the leaky average :math:`s_t` of
     :math:`g^2` (minus the squared average gradient when ``centered``). Adam/AdamW: the bias-corrected
     :math:`\hat v_t = v_t/(1-\beta_2^t)` (uncorrected :math:`v_t` when ``bias_correction=False``);
-    with ``amsgrad`` (:class:`~optlib.optim.AMSGrad`) the running maximum of :math:`v` takes its place.
+    with ``amsgrad`` (:class:`~optlib.optim.adaptive.AMSGrad`) the running maximum of :math:`v` takes its place.
     Parameters are concatenated in ``param_groups`` order (``model.parameters()`` order for one group).
     """
     parts = []

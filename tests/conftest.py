@@ -8,13 +8,30 @@ for path in (ROOT, ROOT / "tests"):
         sys.path.insert(0, str(path))
 
 import subprocess
+import warnings
 
-import pytest
-import torch
+import matplotlib
+
+# no screen: figures are drawn off-screen (a widget's plt.show() then only warns, see figures_closed)
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 # The unit tests use tiny tensors: one thread each is faster than contending for the cores
 # (pytest-xdist runs two workers; notebooks run in their own kernels and are unaffected).
 torch.set_num_threads(1)
+
+
+@pytest.fixture
+def figures_closed():
+    """For tests that draw widgets: no warning from plt.show() on the off-screen backend (a notebook
+    kernel would show the figure there), and every figure closed afterwards."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*non-interactive.*")
+        yield
+    plt.close("all")
 
 
 @pytest.fixture(scope="session")

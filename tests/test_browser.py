@@ -250,8 +250,14 @@ def test_screenshots_of_the_intro_and_a_chapter(html, browser):
     assert report["ready"] is True
     figures = browser.find_elements(By.CSS_SELECTOR, "article .cell_output img")
     assert figures, "chapter 8 shows no figure"
-    for k, figure in enumerate(figures, 1):
-        browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure)
-        shot = SCREENSHOTS / f"{FIGURES_CHAPTER.split('/')[-1]}-figure-{k}.png"
-        figure.screenshot(str(shot))
-        assert shot.stat().st_size > 5_000, f"{shot.name} looks empty"
+    # a window tall enough for the tallest figure below the sticky header; the width, which sets
+    # the scale, stays 1280 px
+    browser.set_window_size(1280, 1600)
+    try:
+        for k, figure in enumerate(figures, 1):
+            browser.execute_script("arguments[0].scrollIntoView({block: 'center'})", figure)
+            shot = SCREENSHOTS / f"{FIGURES_CHAPTER.split('/')[-1]}-figure-{k}.png"
+            figure.screenshot(str(shot))
+            assert shot.stat().st_size > 5_000, f"{shot.name} looks empty"
+    finally:
+        browser.set_window_size(1280, 900)

@@ -1,26 +1,15 @@
 """optlib.widgets: controls, interactive() and the optimizer playground (built without a kernel)."""
 import math
-import warnings
 
-import matplotlib
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import pytest
 
-matplotlib.use("Agg")
-
-import ipywidgets as w  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-
-from optlib import widgets  # noqa: E402
-from optlib.optim import OPTIMIZERS  # noqa: E402
+from optlib import widgets
+from optlib.optim import OPTIMIZERS
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_closed():
-    with warnings.catch_warnings():
-        # plt.show() on the non-interactive Agg backend warns; a notebook kernel would show the figure
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_closed")
 
 
 def test_slider_factories():

@@ -1,26 +1,15 @@
 """optlib.widgets.adaptive: chapter 6's Adam-on-Rosenbrock widget builds and draws without a kernel."""
-import warnings
 
-import matplotlib
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
 
-matplotlib.use("Agg")
-
-import ipywidgets as w  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-
-from optlib import functions, optim, run  # noqa: E402
-from optlib.widgets import adaptive  # noqa: E402
+from optlib import functions, optim, run
+from optlib.widgets import adaptive
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_closed():
-    with warnings.catch_warnings():
-        # plt.show() on the non-interactive Agg backend warns; a notebook kernel would show the figure
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_closed")
 
 
 def test_widget_has_the_promised_controls_and_draws_the_default_run():

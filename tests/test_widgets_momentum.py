@@ -1,24 +1,14 @@
 """optlib.widgets.momentum: the valley widget of chapter 5 builds and draws without a kernel."""
-import warnings
 
-import matplotlib
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import pytest
 
-matplotlib.use("Agg")
-
-import ipywidgets as w  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-
-from optlib import functions  # noqa: E402
-from optlib.widgets import momentum  # noqa: E402
+from optlib import functions
+from optlib.widgets import momentum
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_closed():
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_closed")
 
 
 def test_valley_widget_has_the_promised_controls_and_draws_its_default():

@@ -1,28 +1,17 @@
 """optlib.widgets.schedules: chapter 7's schedule widget builds and draws without a kernel."""
-import warnings
 
-import matplotlib
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import ipywidgets as w  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from optlib import schedules  # noqa: E402
-from optlib.data import Dataset  # noqa: E402
-from optlib.widgets import schedules as schedule_widgets  # noqa: E402
+from optlib import schedules
+from optlib.data import Dataset
+from optlib.widgets import schedules as schedule_widgets
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_closed():
-    with warnings.catch_warnings():
-        # plt.show() on the non-interactive Agg backend warns; a notebook kernel would show the figure
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_closed")
 
 
 def small_data():

@@ -1,26 +1,15 @@
 """optlib.widgets.search: chapter 1's random-local-search widget, built without a kernel."""
-import warnings
 
-import matplotlib
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import ipywidgets as w  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from optlib import search  # noqa: E402
-from optlib.widgets.search import local_search_widget  # noqa: E402
+from optlib import search
+from optlib.widgets.search import local_search_widget
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_closed():
-    with warnings.catch_warnings():
-        # plt.show() on the non-interactive Agg backend warns; a notebook kernel would show the figure
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_closed")
 
 
 def loss(w):

@@ -1,29 +1,18 @@
 """optlib.widgets.tuning: chapter 8's one-optimizer, one-learning-rate widget, built without a kernel;
 and optlib.plot's lr_sweep and ecdf, which draw chapter 8's sweep and search figures."""
-import warnings
 from functools import partial
 
-import matplotlib
+import ipywidgets as w
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
 
-matplotlib.use("Agg")
-
-import ipywidgets as w  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from optlib import data, losses, models, optim, plot, tuning  # noqa: E402
-from optlib.widgets.tuning import draw_training, training_widget  # noqa: E402
+from optlib import data, losses, models, optim, plot, tuning
+from optlib.widgets.tuning import draw_training, training_widget
 
 
-@pytest.fixture(autouse=True)
-def quiet_and_closed():
-    with warnings.catch_warnings():
-        # plt.show() on the non-interactive Agg backend warns; a notebook kernel would show the figure
-        warnings.filterwarnings("ignore", message=".*non-interactive.*")
-        yield
-    plt.close("all")
+pytestmark = pytest.mark.usefixtures("figures_closed")
 
 
 @pytest.fixture(scope="module")

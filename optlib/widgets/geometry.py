@@ -13,7 +13,7 @@ __all__ = ["draw_escape", "escape_widget"]
 def draw_escape(well: geometry.DoubleWell, lr: float, momentum: float, noise: float, y0: float, steps: int):
     """Your run (momentum, gradient noise) and plain gradient descent from ``(1.5, y0)`` on ``well``.
 
-    The noise is N(0, ``noise``²) added to every gradient component, drawn from a generator seeded
+    The noise is N(0, σ²) with σ = ``noise``, added to every gradient component, drawn from a generator seeded
     with 0. Left: both paths on the contours; right: f − f* of both, titled with the step at which
     your run escaped (f ≤ −0.1, well below the saddle's value 0), or why it stopped. Returns the
     two axes.
