@@ -59,3 +59,17 @@ def test_exercises_page_opens_each_exercise_notebook_in_colab(html):
     for path in sorted((ROOT / "solutions").glob("*.ipynb")):
         target = colab_url(repo["url"], repo["branch"], f"exercises/{path.name}")
         assert f'href="{target}"' in page, f"exercises.html has no Colab link to {target}"
+
+
+def test_api_signatures_read_like_code(html):
+    import html as html_lib
+
+    pages = [html / "api.html", *sorted((html / "api").glob("*.html"))]
+    assert len(pages) > 10, "the API reference is one page per module"
+    unreadable = []
+    for page in pages:
+        for sig in re.findall(r'<dt class="sig sig-object py"[^>]*>(.*?)</dt>', page.read_text(), re.S):
+            text = html_lib.unescape(re.sub(r"<[^>]+>", "", sig)).replace("¶", "").replace("#", "")
+            if any(mark in text for mark in ("<factory>", "$", "~", "<function", " object at ")):
+                unreadable.append(f"{page.name}: {' '.join(text.split())[:120]}")
+    assert not unreadable, "signatures with autodoc artefacts:\n" + "\n".join(unreadable)
