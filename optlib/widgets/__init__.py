@@ -62,6 +62,26 @@ def interactive(draw: Callable[..., object], **controls: w.ValueWidget) -> w.VBo
     return w.VBox([w.VBox(list(controls.values())), out])
 
 
+def paths_and_losses(fn, runs, *, optimum: float, title: str, resolution: int = 120):
+    """The figure of a widget that compares runs on a 2-D function: the widgets of chapters 4-6 draw it.
+
+    Left: the paths of ``runs`` (``{label: Trace}``) on the contours of ``fn``; right: their losses
+    minus ``optimum`` on a log axis, with ``title`` above. Returns the two axes.
+    """
+    from optlib import plot
+
+    fig, (left, right) = plot.subplots(2, height=3.8)
+    plot.contour(fn, ax=left, paths=runs, resolution=resolution)
+    plot.loss_curves(runs, ax=right, optimum=optimum)
+    right.set_title(title, fontsize=10)
+    return left, right
+
+
+def stopped_or(trace, text: str) -> str:
+    """Why ``trace`` stopped early (a NaN/inf loss), cut to 40 characters for a title; else ``text``."""
+    return trace.stopped[:40] if trace.stopped else text
+
+
 def optimizer_playground(function: str = "rosenbrock", optimizer: str = "GD", lr: float = 1e-3,
                          steps: int = 200, start=None, functions=None, optimizers=None) -> w.VBox:
     """Pick a test function and an optimizer, set lr, steps and the start point, watch the path.

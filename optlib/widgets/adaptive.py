@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import ipywidgets as w
 
-from optlib import functions, optim, plot, run
-from optlib.widgets import dropdown, float_slider, int_slider, interactive, log_slider
+from optlib import functions, optim, run
+from optlib.widgets import dropdown, float_slider, int_slider, interactive, log_slider, paths_and_losses, stopped_or
 
 #: Gradient descent's rate in the comparison: the largest that is stable from (-1.2, 1).
 GD_LR = 1e-3
@@ -25,12 +25,8 @@ def draw_adam_rosenbrock(lr: float, beta1: float, beta2: float, bias_correction:
                         bias_correction=bias_correction, on_nonfinite="stop", name="Adam")
     gd = run.minimize(rosen, list(start), optim.SGD, steps=steps, lr=GD_LR, on_nonfinite="stop",
                       name=f"GD (lr {GD_LR:g})")
-    fig, (left, right) = plot.subplots(2, height=3.8)
-    plot.contour(rosen, ax=left, paths={gd.name: gd, "Adam": adam}, resolution=120)
-    plot.loss_curves({gd.name: gd, "Adam": adam}, ax=right, optimum=0.0)
-    title = adam.stopped[:40] if adam.stopped else f"Adam: f = {adam.final_loss:.2e} after {steps} steps"
-    right.set_title(title, fontsize=10)
-    return left, right
+    title = stopped_or(adam, f"Adam: f = {adam.final_loss:.2e} after {steps} steps")
+    return paths_and_losses(rosen, {gd.name: gd, "Adam": adam}, optimum=0.0, title=title)
 
 
 def adam_rosenbrock_widget() -> w.VBox:

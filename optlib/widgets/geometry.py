@@ -4,8 +4,8 @@ from __future__ import annotations
 import ipywidgets as w
 import torch
 
-from optlib import geometry, optim, plot, run
-from optlib.widgets import float_slider, int_slider, interactive, log_slider
+from optlib import geometry, optim, run
+from optlib.widgets import float_slider, int_slider, interactive, log_slider, paths_and_losses, stopped_or
 
 __all__ = ["draw_escape", "escape_widget"]
 
@@ -23,18 +23,10 @@ def draw_escape(well: geometry.DoubleWell, lr: float, momentum: float, noise: fl
     trace = run.minimize(well, start, optim.SGD, momentum=momentum, noise_std=noise,
                          generator=torch.Generator().manual_seed(0), name="your run", **common)
     baseline = run.minimize(well, start, optim.SGD, name="plain GD", **common)
-    fig, (left, right) = plot.subplots(2, height=3.8)
-    plot.contour(well, ax=left, paths={"plain GD": baseline, "your run": trace}, resolution=120)
-    plot.loss_curves({"plain GD": baseline, "your run": trace}, ax=right, optimum=well.min_value)
     escaped = trace.steps_to(-0.1)
-    if trace.stopped:
-        title = trace.stopped[:40]
-    elif escaped is not None:
-        title = f"escaped (f ≤ −0.1) at step {escaped}"
-    else:
-        title = f"not escaped in {steps} steps"
-    right.set_title(title, fontsize=10)
-    return left, right
+    title = stopped_or(trace, f"not escaped in {steps} steps" if escaped is None
+                       else f"escaped (f ≤ −0.1) at step {escaped}")
+    return paths_and_losses(well, {"plain GD": baseline, "your run": trace}, optimum=well.min_value, title=title)
 
 
 def escape_widget() -> w.VBox:

@@ -5,8 +5,8 @@ import math
 
 import ipywidgets as w
 
-from optlib import functions, optim, plot, run
-from optlib.widgets import dropdown, float_slider, int_slider, interactive, log_slider
+from optlib import functions, optim, run
+from optlib.widgets import dropdown, float_slider, int_slider, interactive, log_slider, paths_and_losses, stopped_or
 
 #: The methods the widget offers: momentum with the gradient at the iterate, or at the look-ahead.
 METHODS = ("heavy ball", "Nesterov")
@@ -27,18 +27,10 @@ def draw_valley(quad: functions.Quadratic, lr: float, rho: float, method: str, s
     base = run.minimize(quad, quad.start, optim.SGD, name="GD, same lr", **common)
     mine = run.minimize(quad, quad.start, optim.SGD, momentum=rho, nesterov=nesterov,
                         name=f"{method}, ρ = {rho:.2f}", **common)
-    fig, (left, right) = plot.subplots(2, height=3.8)
-    plot.contour(quad, ax=left, paths={base.name: base, mine.name: mine}, resolution=120)
-    plot.loss_curves([base, mine], ax=right, optimum=0.0)
     reached = mine.steps_to(1e-8)
-    if mine.stopped:
-        title = mine.stopped[:40]
-    elif reached is not None:
-        title = f"f ≤ 1e-8 after {reached} steps"
-    else:
-        title = f"f = {mine.final_loss:.2e} after {steps} steps"
-    right.set_title(title, fontsize=10)
-    return left, right
+    title = stopped_or(mine, f"f = {mine.final_loss:.2e} after {steps} steps" if reached is None
+                       else f"f ≤ 1e-8 after {reached} steps")
+    return paths_and_losses(quad, {base.name: base, mine.name: mine}, optimum=0.0, title=title)
 
 
 def valley_widget(condition_number: float = 100.0, angle: float = math.pi / 6) -> w.VBox:
