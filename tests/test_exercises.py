@@ -186,3 +186,16 @@ def test_every_prompt_that_is_not_graded_has_a_model_answer(name):
         prompts = [c for c in cells if c.cell_type == "markdown" and "Explain" in c.source and not is_model_answer(c)]
         if prompts or "not graded" in heading:
             assert any(is_model_answer(c) for c in cells), f"{name}: `{heading}` has no model answer cell"
+
+
+def test_generation_of_named_chapters_only(tmp_path):
+    solutions, exercises = tmp_path / "solutions", tmp_path / "exercises"
+    solutions.mkdir()
+    grading_demo.write(solutions)
+    exercises.mkdir()
+    (exercises / "00_orphan.ipynb").write_text("{}")
+    assert write_exercises(solutions, exercises, ["99_demo"]) == [exercises / "99_demo.ipynb"]
+    assert (exercises / "00_orphan.ipynb").exists(), "a partial run removes nothing"
+    assert (exercises / "99_demo.ipynb").read_text() == exercise_text(solutions / "99_demo.ipynb")
+    with pytest.raises(FileNotFoundError, match="no solutions notebook"):
+        write_exercises(solutions, exercises, ["42_missing"])

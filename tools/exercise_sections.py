@@ -143,6 +143,10 @@ def stems(root: Path = ROOT) -> list[str]:
 
 
 if __name__ == "__main__":
-    for stem in [a.removesuffix(".ipynb").split("/")[-1] for a in sys.argv[1:]] or stems():
+    chosen = [a.removesuffix(".ipynb").split("/")[-1] for a in sys.argv[1:]]
+    unknown = sorted(set(chosen) - set(stems()))
+    if unknown:
+        sys.exit(f"no chapter with a solutions notebook named {', '.join(unknown)} (known: {', '.join(stems())})")
+    for stem in chosen or stems():
         for path in update(stem):
             print(f"{path.relative_to(ROOT)}: exercises section written")

@@ -163,21 +163,33 @@ def expected_exercises(solutions: Path) -> dict[str, str]:
     return {p.name: exercise_text(p) for p in sorted(Path(solutions).glob("*.ipynb"))}
 
 
-def write_exercises(solutions: Path, exercises: Path) -> list[Path]:
-    """Write ``exercises/NN_name.ipynb`` for every ``solutions/NN_name.ipynb``; remove orphans; return what changed."""
-    exercises = Path(exercises)
+def write_exercises(solutions: Path, exercises: Path, names: list[str] | None = None) -> list[Path]:
+    """Write ``exercises/NN_name.ipynb`` for every ``solutions/NN_name.ipynb``; remove orphans; return what changed.
+
+    With ``names`` (chapter names such as ``05_momentum``) only those notebooks are written, and
+    nothing is removed.
+    """
+    solutions, exercises = Path(solutions), Path(exercises)
     exercises.mkdir(parents=True, exist_ok=True)
-    expected = expected_exercises(solutions)
+    if names is None:
+        expected = expected_exercises(solutions)
+    else:
+        sources = [solutions / f"{name}.ipynb" for name in names]
+        missing = [str(p) for p in sources if not p.exists()]
+        if missing:
+            raise FileNotFoundError(f"no solutions notebook {', '.join(missing)}")
+        expected = {p.name: exercise_text(p) for p in sources}
     changed = []
     for name, text in expected.items():
         target = exercises / name
         if not target.exists() or target.read_text(encoding="utf-8") != text:
             target.write_text(text, encoding="utf-8")
             changed.append(target)
-    for orphan in sorted(exercises.glob("*.ipynb")):
-        if orphan.name not in expected:
-            orphan.unlink()
-            changed.append(orphan)
+    if names is None:
+        for orphan in sorted(exercises.glob("*.ipynb")):
+            if orphan.name not in expected:
+                orphan.unlink()
+                changed.append(orphan)
     return changed
 
 
@@ -186,21 +198,15 @@ def main(argv: list[str] | None = None) -> None:
     import sys
 
     root = Path(__file__).resolve().parents[2]
-    only = [a.removesuffix(".ipynb").split("/")[-1] for a in (sys.argv[1:] if argv is None else argv)]
-    if only:
-        for stem in only:
-            source, target = root / "solutions" / f"{stem}.ipynb", root / "exercises" / f"{stem}.ipynb"
-            if not source.exists():
-                raise SystemExit(f"no solutions notebook {source.relative_to(root)}")
-            text = exercise_text(source)
-            if not target.exists() or target.read_text(encoding="utf-8") != text:
-                target.write_text(text, encoding="utf-8")
-                print(f"{target.relative_to(root)}: written")
-        return
-    changed = write_exercises(root / "solutions", root / "exercises")
+    names = [a.removesuffix(".ipynb").split("/")[-1] for a in (sys.argv[1:] if argv is None else argv)]
+    try:
+        changed = write_exercises(root / "solutions", root / "exercises", names or None)
+    except FileNotFoundError as error:
+        raise SystemExit(str(error)) from None
     for path in changed:
         print(f"{path.relative_to(root)}: {'written' if path.exists() else 'removed (no solutions notebook)'}")
-    print(f"exercises/ is up to date ({len(expected_exercises(root / 'solutions'))} notebooks)")
+    if not names:
+        print(f"exercises/ is up to date ({len(list((root / 'solutions').glob('*.ipynb')))} notebooks)")
 
 
 if __name__ == "__main__":
