@@ -19,6 +19,7 @@ itself is not at hand.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import re
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 __all__ = ["CheckFailed", "as_number", "require_number", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
-           "load_questions", "module_name", "require", "run_questions"]
+           "judge", "load_questions", "module_name", "replay_questions", "require", "run_questions"]
 
 _CHAPTER = re.compile(r"^(\d{2})_([a-z0-9_]+)$")
 
@@ -177,25 +178,46 @@ def expect_close(actual, expected, *, rtol: float = 1e-5, atol: float = 1e-8, wh
                       f"{a.reshape(-1)[worst].item():.6g}, expected {e.reshape(-1)[worst].item():.6g}")
 
 
-def run_questions(questions, namespace: Mapping[str, Any]) -> list[Result]:
-    """Run each question's test against ``namespace``; never raises for a wrong answer.
+def judge(question: Question, run: Callable[[], None]) -> Result:
+    """The :class:`Result` of ``run()`` (which runs ``question``'s test); never raises for a wrong answer.
 
     A test that raises anything other than :class:`CheckFailed` (a crash inside the learner's
-    function, say) also scores 0, with the exception named in the message. The batch grader
-    calls this on a freshly executed copy of this module inside the learner's kernel.
+    function, say) also scores 0, with the exception named in the message.
     """
+    from optlib.grading.transcript import TranscriptError
+
+    q = question
+    try:
+        run()
+    except CheckFailed as failure:
+        return Result(q.id, q.points, 0, str(failure) or "wrong answer")
+    except NotImplementedError:
+        return Result(q.id, q.points, 0, "not answered yet (the stub raises NotImplementedError)")
+    except TranscriptError as error:
+        return Result(q.id, q.points, 0, f"not graded: {error}"[:500])
+    except Exception as error:  # the learner's code crashed inside the test
+        return Result(q.id, q.points, 0, f"your code raised {type(error).__name__}: {error}"[:500])
+    return Result(q.id, q.points, q.points)
+
+
+def run_questions(questions, namespace: Mapping[str, Any]) -> list[Result]:
+    """Run each question's test against ``namespace`` in this process; never raises for a wrong answer."""
+    return [judge(q, functools.partial(q.test, namespace)) for q in questions]
+
+
+def replay_questions(questions, transcripts: Mapping[str, Any]) -> list[Result]:
+    """Decide each question from the transcript its test left in the sandbox (see
+    :mod:`optlib.grading.transcript`); a question without one scores 0.
+    """
+    from optlib.grading import transcript
+
     results = []
     for q in questions:
-        try:
-            q.test(namespace)
-        except CheckFailed as failure:
-            results.append(Result(q.id, q.points, 0, str(failure) or "wrong answer"))
-        except NotImplementedError:
-            results.append(Result(q.id, q.points, 0, "not answered yet (the stub raises NotImplementedError)"))
-        except Exception as error:  # the learner's code crashed inside the test
-            results.append(Result(q.id, q.points, 0, f"your code raised {type(error).__name__}: {error}"[:500]))
+        data = transcripts.get(q.id)
+        if data is None:
+            results.append(Result(q.id, q.points, 0, "the test did not run"))
         else:
-            results.append(Result(q.id, q.points, q.points))
+            results.append(judge(q, functools.partial(transcript.replay, q.test, data)))
     return results
 
 

@@ -1,26 +1,30 @@
 """Grade a folder of submitted notebooks: ``python3 make.py grade SUBMISSIONS_DIR``.
 
-Each ``*.ipynb`` runs in its own fresh ``python3`` kernel (one torch thread, a scratch working
-folder) with a time limit for the whole notebook. The learner's code cells run in order; a cell
-that raises does not stop the run, and ``check("qk")`` cells are skipped (they do not count).
-Then the grader sends, from this process, the source of the chapter's questions module and of
-the grading core (``optlib/grading/__init__.py``), which the kernel executes in fresh module
-namespaces; the tests run against the kernel's user namespace and the results come back as one
-JSON line tagged with a random per-run nonce. Redefining ``check``, ``expect_close``, ``print``
-or any other name in the notebook, or editing the ``optlib.grading`` module the notebook
-imported, does not change the grade; printing a fake result line does not either (the nonce is
-drawn after the learner's code has run).
+Every submission is read before any runs; the submissions folder is never written to, and the
+reports go only to ``--out``. Each ``*.ipynb`` runs in its own fresh ``python3`` kernel inside its
+own bubblewrap sandbox (:mod:`optlib.grading.sandbox`: read-only system, private scratch, no
+network, own pid namespace, resource limits), with a time limit for the whole notebook. The
+learner's code cells run in order; a cell that raises does not stop the run, and ``check("qk")``
+cells are skipped (they do not count).
+
+Then the grader sends the source of the chapter's questions, of the grading core and of
+:mod:`optlib.grading.transcript`; the kernel runs each question's test there, *recording* every
+interaction with the learner's objects as plain data, and sends the transcripts back as one JSON
+line tagged with a random per-run nonce. The grader *replays* each test in its own process on its
+transcript: every comparison, and so every score, is computed by code the
+learner's code never touched. Nothing the kernel sends is unpickled or executed, and its own view
+of its answers never counts.
 
 A bad submission never stops the batch: a timeout interrupts the kernel and grades what ran
 (or, when the kernel cannot be interrupted, kills it and scores 0 with reason "timeout"); a
 kernel that dies is restarted, the cells before the fatal one are re-run and graded (what did
-not run scores 0, reason "kernel died"); a corrupt file, a file that is not a notebook and an
-unknown chapter score 0 with the reason. A test that did not run counts as failed.
+not run scores 0, reason "kernel died"); a corrupt file, a file that is not a notebook, a link
+and an unknown chapter score 0 with the reason. A test that did not run counts as failed.
 
-Outputs in ``--out`` (default ``SUBMISSIONS_DIR/grades``): ``<stem>.json`` per submission,
-``grades.csv`` (one row per submission), and with ``--gradescope`` ``gradescope/<stem>.json``
-in Gradescope's ``results.json`` format (plus ``results.json`` itself when the folder holds a
-single submission, as in a Gradescope autograder run).
+Outputs in ``--out`` (default ``SUBMISSIONS_DIR-grades`` beside the folder): ``<stem>.json`` per
+submission, ``grades.csv`` (one row per submission), and with ``--gradescope``
+``gradescope/<stem>.json`` in Gradescope's ``results.json`` format (plus ``results.json`` itself
+when the folder holds a single submission, as in a Gradescope autograder run).
 """
 from __future__ import annotations
 
@@ -41,15 +45,16 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Mapping
 
-__all__ = ["QuestionGrade", "SubmissionGrade", "known_chapters", "detect_chapter", "grade_notebook", "grade_folder",
-           "write_reports", "gradescope_results", "main"]
+__all__ = ["QuestionGrade", "SubmissionGrade", "known_chapters", "detect_chapter", "read_submission", "grade_notebook",
+           "grade_folder", "default_out", "write_reports", "gradescope_results", "main"]
 
 DEFAULT_TIMEOUT = 300          # seconds for all of a notebook's cells
 DEFAULT_GRADING_TIMEOUT = 120  # seconds for running the tests after them
 MAX_FILE_BYTES = 50_000_000    # a larger "notebook" is rejected unread
-MAX_KEPT_OUTPUT = 2_000_000    # characters of the grading cell's stdout kept while looking for the result line
+MAX_KEPT_OUTPUT = 64_000_000   # characters of the grading cell's stdout kept while looking for the result line
 QUESTIONS_DIR = Path(__file__).resolve().parent / "questions"
 CORE_PATH = Path(__file__).resolve().parent / "__init__.py"
+TRANSCRIPT_PATH = Path(__file__).resolve().parent / "transcript.py"
 _QUIET = logging.getLogger("optlib.grading.kernel")
 _QUIET.setLevel(logging.CRITICAL)
 _QUIET.propagate = False
@@ -181,11 +186,13 @@ def _module(name, source, filename):
     return module
 
 
-_payload = {"results": [], "error": ""}
+# Only transcripts leave this kernel: the grader replays them and decides every score itself.
+_payload = {"transcripts": {}, "failures": {}, "error": ""}
 _stdout = sys.stdout
 _saved = {name: sys.modules.get(name) for name in ("optlib.grading",)}
 try:
     _core = _module("_optlib_grading_core_" + _NONCE, _CORE_SOURCE, "<optlib.grading (grader copy)>")
+    _transcript = _module("_optlib_transcript_" + _NONCE, _TRANSCRIPT_SOURCE, "<transcript (grader copy)>")
     sys.modules["optlib.grading"] = _core
     try:
         _questions = _module("_optlib_questions_" + _NONCE, _QUESTIONS_SOURCE, "<questions (grader copy)>")
@@ -201,39 +208,43 @@ try:
         for _q in list(_questions.QUESTIONS):
             _left = _LIMIT - (time.monotonic() - _start)
             if _left <= 0.5:
-                _payload["results"].append([_q.id, _q.points, 0, "not graded: the time for grading ran out"])
+                _payload["failures"][_q.id] = "not graded: the time for grading ran out"
                 continue
             sys.stdout = _sink                          # what the learner's code prints while tested is dropped
             try:
                 signal.setitimer(signal.ITIMER_REAL, _left)
                 try:
-                    (_r,) = _core.run_questions([_q], _ns)
-                    _row = [_r.question, _r.points, _r.earned, _r.message]
+                    _payload["transcripts"][_q.id] = _transcript.record(_q.test, _ns)
                 finally:
                     signal.setitimer(signal.ITIMER_REAL, 0)
             except _GradingTimeout:
-                _row = [_q.id, _q.points, 0, "the test timed out (your code did not finish)"]
+                _payload["failures"][_q.id] = "the test timed out (your code did not finish)"
             except BaseException as _e:
-                _row = [_q.id, _q.points, 0, ("the test crashed: " + type(_e).__name__ + ": " + str(_e))[:500]]
+                _payload["failures"][_q.id] = ("the test was stopped: " + type(_e).__name__ + ": " + str(_e))[:500]
             finally:
                 sys.stdout = _stdout
                 _sink.seek(0)
                 _sink.truncate()
-            _payload["results"].append(_row)
     finally:
         signal.signal(signal.SIGALRM, _old_handler)
 except BaseException as _e:
     _payload["error"] = ("the grader could not load the tests: " + type(_e).__name__ + ": " + str(_e))[:1000]
 sys.stdout = _stdout
-_stdout.write("\n" + _TAG + json.dumps(_payload) + "\n")
+try:
+    _line = _transcript.dumps(_payload)
+except BaseException as _e:
+    _line = json.dumps({"transcripts": {}, "failures": {}, "error": "the answers could not be sent to the grader: "
+                        + type(_e).__name__ + ": " + str(_e)[:300]})
+_stdout.write("\n" + _TAG + _line + "\n")
 _stdout.flush()
 '''
 
 
-def _grading_cell(nonce: str, core_source: str, questions_source: str, limit: float) -> str:
+def _grading_cell(nonce: str, sources: Mapping[str, str], limit: float) -> str:
     """A cell that needs no name from the learner's namespace: only the `import` statement and a module attribute."""
-    variables = {"_NONCE": nonce, "_TAG": f"OPTLIB-GRADE-{nonce} ", "_CORE_SOURCE": core_source,
-                 "_QUESTIONS_SOURCE": questions_source, "_LIMIT": float(limit), "__name__": "__optlib_grader__"}
+    variables = {"_NONCE": nonce, "_TAG": f"OPTLIB-GRADE-{nonce} ", "_CORE_SOURCE": sources["core"],
+                 "_TRANSCRIPT_SOURCE": sources["transcript"], "_QUESTIONS_SOURCE": sources["questions"],
+                 "_LIMIT": float(limit), "__name__": "__optlib_grader__"}
     b = f"_optlib_builtins_{nonce}"
     return (f"import builtins as {b}\n"
             f"{b}.exec({b}.compile({_KERNEL_SCRIPT!r}, '<optlib grader>', 'exec'), "
@@ -251,8 +262,32 @@ class _Run:
         self.timed_out_at: int | None = None
         self.died_at: int | str | None = None
         self.died_before = 0          # how many of the run's cells completed before the kernel died
-        self.results: list | None = None
+        self.payload: dict | None = None  # what the grading cell sent back: transcripts, never scores
         self.grading_problem = ""
+
+
+def _sandboxed_manager_class():
+    from jupyter_client import AsyncKernelManager
+
+    class _SandboxedKernelManager(AsyncKernelManager):
+        """A kernel started inside ``self.sandbox``, reached through Unix sockets in its channel folder,
+        interrupted by message (a signal from outside does not reach into its pid namespace)."""
+
+        sandbox = None
+
+        @property
+        def kernel_spec(self):
+            spec = AsyncKernelManager.kernel_spec.fget(self)
+            if spec is not None:
+                spec.interrupt_mode = "message"
+            return spec
+
+        def format_kernel_cmd(self, extra_arguments=None):
+            command = super().format_kernel_cmd(extra_arguments)
+            self.sandbox.prepare()
+            return self.sandbox.wrap(command)
+
+    return _SandboxedKernelManager
 
 
 def _client_class():
@@ -262,12 +297,34 @@ def _client_class():
         """Keeps no output of the learner's cells; keeps the grading cell's stdout (capped)."""
 
         capture = False
-        captured = ""
+        sandbox = None
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self._chunks: list[str] = []
+            self._kept = 0
+
+        @property
+        def captured(self) -> str:
+            return "".join(self._chunks)
+
+        def create_kernel_manager(self):
+            if self.sandbox is None:
+                return super().create_kernel_manager()
+            channel = self.sandbox.channel
+            self.km = _sandboxed_manager_class()(kernel_name=self.kernel_name, transport="ipc",
+                                                  ip=str(channel / "kernel"),
+                                                  connection_file=str(channel / "connection.json"))
+            self.km.sandbox = self.sandbox
+            return self.km
 
         def output(self, outs, msg, display_id, cell_index):
             if self.capture and msg["msg_type"] == "stream" and msg["content"].get("name") == "stdout":
-                text = msg["content"].get("text", "")
-                self.captured = (self.captured + text)[-MAX_KEPT_OUTPUT:]
+                text = str(msg["content"].get("text", ""))
+                self._chunks.append(text)
+                self._kept += len(text)
+                while self._kept > MAX_KEPT_OUTPUT and len(self._chunks) > 1:
+                    self._kept -= len(self._chunks.pop(0))
             return None
 
         def clear_output(self, outs, msg, cell_index):
@@ -279,11 +336,11 @@ def _client_class():
     return _GradingClient
 
 
-def _run_kernel(*args) -> _Run:
+def _run_kernel(*args, **kwargs) -> _Run:
     """Run ``cells`` (all, or the first ``upto``) in one fresh kernel, then the grading cell; retry a failed start."""
     for attempt in range(3):
         try:
-            return _run_kernel_once(*args)
+            return _run_kernel_once(*args, **kwargs)
         except _KernelStartFailed:
             if attempt == 2:
                 raise
@@ -294,38 +351,44 @@ class _KernelStartFailed(RuntimeError):
     pass
 
 
-def _run_kernel_once(cells: list[str], upto: int | None, nonce: str, core: str, questions: str, timeout: float,
-                     grading_timeout: float, cwd: str) -> _Run:
+def _run_kernel_once(cells: list[tuple[int, str]], upto: int | None, sources: Mapping[str, str], timeout: float,
+                     grading_timeout: float, work: Path, limits, notebook: Path | None) -> _Run:
     import nbformat
 
     run = _Run()
+    nonce = secrets.token_hex(16)
     chosen = cells if upto is None else cells[:upto]
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for _, src in chosen]
-    grading = nbformat.v4.new_code_cell(_grading_cell(nonce, core, questions, grading_timeout))
+    grading = nbformat.v4.new_code_cell(_grading_cell(nonce, sources, grading_timeout))
     nb.cells.append(grading)
+    channel = Path(tempfile.mkdtemp(prefix="kernel-", dir=work))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONHASHSEED": "0",
            "MPLBACKEND": "Agg"}
     client = _client_class()(nb, timeout=max(1, math.ceil(timeout)), kernel_name="python3", allow_errors=False,
-                             interrupt_on_timeout=True, error_on_timeout=_TIMEOUT_REPLY, record_timing=False, store_widget_state=False,
-                             startup_timeout=120, shutdown_kernel="immediate", iopub_timeout=10,
-                             raise_on_iopub_timeout=True,
-                             log=_QUIET)
+                             interrupt_on_timeout=True, error_on_timeout=_TIMEOUT_REPLY, record_timing=False,
+                             store_widget_state=False, startup_timeout=120, shutdown_kernel="immediate",
+                             iopub_timeout=10, raise_on_iopub_timeout=True, log=_QUIET)
+    cwd = channel
+    if limits is not None:
+        from optlib.grading.sandbox import Sandbox
+
+        client.sandbox = Sandbox(channel, limits, notebook=notebook)
+    else:
+        cwd = Path(tempfile.mkdtemp(prefix="scratch-", dir=work))
     deadline = time.monotonic() + timeout
     try:
-        context = client.setup_kernel(env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        context = client.setup_kernel(env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         context.__enter__()
     except Exception as err:  # e.g. "Kernel died before replying to kernel_info"
         raise _KernelStartFailed(f"the kernel did not start: {type(err).__name__}: {err}") from err
     try:
-        return _execute(client, nb, run, [position for position, _ in chosen], nonce, timeout, grading_timeout,
-                        deadline)
+        return _execute(client, nb, run, [position for position, _ in chosen], nonce, deadline, grading_timeout)
     finally:
         context.__exit__(None, None, None)
 
 
-def _execute(client, nb, run: _Run, positions: list[int], nonce: str, timeout: float, grading_timeout: float,
-             deadline: float):
+def _execute(client, nb, run: _Run, positions: list[int], nonce: str, deadline: float, grading_timeout: float):
     """Run the cells; ``run.errors`` and the ``*_at`` fields name cells by their index in the submitted notebook."""
     from nbclient.exceptions import CellExecutionError, CellTimeoutError, DeadKernelError
 
@@ -371,13 +434,16 @@ def _execute(client, nb, run: _Run, positions: list[int], nonce: str, timeout: f
     tag = f"OPTLIB-GRADE-{nonce} "
     for line in reversed(client.captured.splitlines()):
         if line.startswith(tag):
+            from optlib.grading.transcript import TranscriptError, loads
+
             try:
-                payload = json.loads(line[len(tag):])
-            except ValueError:
+                payload = loads(line[len(tag):])
+            except TranscriptError:
                 continue
-            run.results = payload.get("results")
-            if payload.get("error"):
-                run.grading_problem = payload["error"]
+            if isinstance(payload, dict):
+                run.payload = payload
+                if payload.get("error"):
+                    run.grading_problem = str(payload["error"])[:1000]
             break
     else:
         if not run.grading_problem:
@@ -385,20 +451,21 @@ def _execute(client, nb, run: _Run, positions: list[int], nonce: str, timeout: f
     return run
 
 
-def _read_notebook(path: Path):
-    """``(notebook dict, None)`` or ``(None, reason)``."""
+def _read_notebook(data: bytes | None, problem: str = ""):
+    """``(notebook dict, None)`` or ``(None, reason)`` from a submission's bytes (read before any ran)."""
     import nbformat
 
+    if data is None:
+        return None, problem or "cannot read the file"
+    if len(data) > MAX_FILE_BYTES:
+        return None, f"file too large ({len(data)} bytes)"
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            return None, f"file too large ({size} bytes)"
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as err:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
         return None, f"cannot read the file: {type(err).__name__}: {err}"
     try:
         raw = json.loads(text)
-    except ValueError as err:
+    except (ValueError, RecursionError) as err:
         return None, f"not valid JSON: {err}"
     if not isinstance(raw, dict) or not isinstance(raw.get("cells"), list):
         return None, "not a Jupyter notebook (no list of cells)"
@@ -409,15 +476,39 @@ def _read_notebook(path: Path):
     return nb, None
 
 
+def read_submission(path) -> tuple[bytes | None, str]:
+    """The bytes of one submitted file, or ``(None, reason)``: a link, a non-file or an oversized file is
+    not read (a link could point at the instructor's own files)."""
+    path = Path(path)
+    try:
+        if path.is_symlink():
+            return None, "a symbolic link, not a notebook file"
+        if not path.is_file():
+            return None, "not a regular file"
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            return None, f"file too large ({size} bytes)"
+        return path.read_bytes()[:MAX_FILE_BYTES + 1], ""
+    except OSError as err:
+        return None, f"cannot read the file: {type(err).__name__}: {err}"
+
+
 def grade_notebook(path, *, timeout: float = DEFAULT_TIMEOUT, grading_timeout: float = DEFAULT_GRADING_TIMEOUT,
-                   chapters: Mapping[str, str] | None = None) -> SubmissionGrade:
-    """Grade one submitted notebook; never raises for anything the submission does."""
+                   chapters: Mapping[str, str] | None = None, sandbox: bool = True, limits=None,
+                   data: bytes | None = None, problem: str = "") -> SubmissionGrade:
+    """Grade one submitted notebook; never raises for anything the submission does.
+
+    ``data`` is the file's content when the caller read it already (:func:`grade_folder` reads every
+    submission before running any); ``sandbox=False`` runs the kernel unconfined (trusted notebooks only).
+    """
     path = Path(path)
     start = time.monotonic()
     chapters = known_chapters() if chapters is None else dict(chapters)
+    if data is None and not problem:
+        data, problem = read_submission(path)
     grade = SubmissionGrade(file=path.name, chapter=None, status=STATUS_INVALID)
     try:
-        nb, problem = _read_notebook(path)
+        nb, problem = _read_notebook(data, problem)
         grade.chapter = detect_chapter(path.stem, nb, chapters)
         if nb is None:
             grade.error = problem
@@ -431,7 +522,12 @@ def grade_notebook(path, *, timeout: float = DEFAULT_TIMEOUT, grading_timeout: f
             for q in grade.questions:
                 q.reason = grade.error
             return grade
-        _grade_in_kernel(grade, nb, chapters[grade.chapter], timeout, grading_timeout)
+        if sandbox and limits is None:
+            from optlib.grading.sandbox import Limits
+
+            limits = Limits(cpu_seconds=int(timeout + grading_timeout) + 120)
+        _grade_in_kernel(grade, nb, data, chapters[grade.chapter], timeout, grading_timeout,
+                         limits if sandbox else None)
     except Exception as err:  # a bug in the grader itself: report it on this submission, keep the batch going
         grade.status = STATUS_GRADER_ERROR
         grade.error = f"{type(err).__name__}: {err}"[:1000]
@@ -442,22 +538,31 @@ def grade_notebook(path, *, timeout: float = DEFAULT_TIMEOUT, grading_timeout: f
     return grade
 
 
-def _grade_in_kernel(grade: SubmissionGrade, nb, questions_source: str, timeout: float, grading_timeout: float):
-    core = CORE_PATH.read_text(encoding="utf-8")
+def _sources(questions_source: str) -> dict[str, str]:
+    return {"core": CORE_PATH.read_text(encoding="utf-8"), "transcript": TRANSCRIPT_PATH.read_text(encoding="utf-8"),
+            "questions": questions_source}
+
+
+def _grade_in_kernel(grade: SubmissionGrade, nb, data: bytes, questions_source: str, timeout: float,
+                     grading_timeout: float, limits):
     cells = [(i, c.source) for i, c in enumerate(nb.cells) if c.cell_type == "code" and c.source.strip()
              and not _CHECK_CELL.match(c.source)]
+    sources = _sources(questions_source)
     start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="optlib-grade-") as cwd:
-        run = _run_kernel(cells, None, secrets.token_hex(16), core, questions_source, timeout, grading_timeout, cwd)
+    with tempfile.TemporaryDirectory(prefix="optlib-grade-") as work:
+        work = Path(work)
+        notebook = work / "submission.ipynb"
+        notebook.write_bytes(data)
+        notebook.chmod(0o644)
+        run = _run_kernel(cells, None, sources, timeout, grading_timeout, work, limits, notebook)
         notes = list(run.errors)
-        if run.died_at is not None and run.results is None:
+        if run.died_at is not None and run.payload is None:
             # restart, re-run what came before the fatal cell, and grade that
             notes.append("re-ran the cells before it in a new kernel and graded them")
             left = max(1.0, timeout - (time.monotonic() - start))
-            again = _run_kernel(cells, run.died_before, secrets.token_hex(16), core, questions_source, left,
-                                grading_timeout, cwd)
-            if again.results is not None and not again.grading_problem:
-                run.results, run.grading_problem = again.results, ""
+            again = _run_kernel(cells, run.died_before, sources, left, grading_timeout, work, limits, notebook)
+            if again.payload is not None and not again.grading_problem:
+                run.payload, run.grading_problem = again.payload, ""
             run.timed_out_at = again.timed_out_at
     if run.died_at is not None:
         grade.status = STATUS_KERNEL_DIED
@@ -471,54 +576,179 @@ def _grade_in_kernel(grade: SubmissionGrade, nb, questions_source: str, timeout:
         grade.status = STATUS_CELL_ERRORS
     else:
         grade.status = STATUS_OK
-    if run.grading_problem and run.grading_problem != "timeout" and run.results is None:
+    if run.grading_problem and run.grading_problem != "timeout" and run.payload is None:
         notes.append(run.grading_problem)
         if grade.status == STATUS_OK or grade.status == STATUS_CELL_ERRORS:
             grade.status = STATUS_GRADER_ERROR
     grade.error = "; ".join(notes)[:2000]
-    by_id = {}
-    for row in run.results or []:
-        if isinstance(row, list) and len(row) == 4:
-            by_id[str(row[0])] = row
+    decided = _judge(grade.chapter, questions_source, run.payload, grading_timeout) if run.payload else {}
     cut_short = grade.status in (STATUS_TIMEOUT, STATUS_KERNEL_DIED)
     for q in grade.questions:
-        row = by_id.get(q.question)
-        if row is None:
+        result = decided.get(q.question)
+        if result is None:
             q.earned = 0
-            q.reason = grade.status if grade.status in (STATUS_TIMEOUT, STATUS_KERNEL_DIED) else \
-                f"the test did not run ({grade.error or 'no result'})"
+            q.reason = grade.status if cut_short else f"the test did not run ({grade.error or 'no result'})"
             continue
-        earned = int(row[2]) if isinstance(row[2], (int, float)) else 0
-        q.earned = max(0, min(q.points, earned))
-        q.reason = "" if q.earned == q.points else str(row[3])[:500]
+        q.earned = max(0, min(q.points, result.earned))
+        q.reason = "" if q.earned == q.points else (result.message or "wrong answer")[:500]
         if cut_short and q.earned < q.points:
             q.reason = f"{grade.status} (not every cell ran): {q.reason}"
+
+
+# ---------------------------------------------------------------- the judge, in the grader's process
+
+_JUDGE_MODULES: dict[str, object] = {}
+
+
+class _JudgeTimeout(BaseException):
+    pass
+
+
+def _questions_module(chapter: str, source: str):
+    """The chapter's questions, loaded in this process from the grader's own copy of their source."""
+    import hashlib
+    import types
+
+    key = hashlib.sha256(source.encode("utf-8")).hexdigest()
+    module = _JUDGE_MODULES.get(key)
+    if module is None:
+        module = types.ModuleType(f"_optlib_judge_{chapter}")
+        exec(compile(source, f"<questions {chapter}>", "exec"), module.__dict__)
+        _JUDGE_MODULES[key] = module
+    return module
+
+
+def _judge(chapter: str, questions_source: str, payload, grading_timeout: float) -> dict:
+    """``{question id: Result}``, each decided here by replaying the question's test on the transcript
+    the sandbox sent (:mod:`optlib.grading.transcript`); the kernel's own view of its answers never counts.
+    """
+    import functools
+    import signal
+    import threading
+
+    import torch
+
+    from optlib.grading import Result, judge
+    from optlib.grading.transcript import replay
+
+    transcripts = payload.get("transcripts") if isinstance(payload, dict) else None
+    failures = payload.get("failures") if isinstance(payload, dict) else None
+    transcripts = transcripts if isinstance(transcripts, dict) else {}
+    failures = failures if isinstance(failures, dict) else {}
+    module = _questions_module(chapter, questions_source)
+    timed = threading.current_thread() is threading.main_thread()
+    deadline = time.monotonic() + grading_timeout
+
+    def alarm(signum, frame):
+        raise _JudgeTimeout()
+
+    decided = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)   # as in the kernel: the references are computed the same way
+    old = signal.signal(signal.SIGALRM, alarm) if timed else None
+    try:
+        for q in module.QUESTIONS:
+            data = transcripts.get(q.id)
+            if data is None:
+                why = failures.get(q.id)
+                decided[q.id] = Result(q.id, q.points, 0, str(why)[:500] if why else "the test did not run")
+                continue
+            left = deadline - time.monotonic()
+            if left <= 0.1:
+                decided[q.id] = Result(q.id, q.points, 0, "not graded: the time for grading ran out")
+                continue
+            try:
+                if timed:
+                    signal.setitimer(signal.ITIMER_REAL, left)
+                decided[q.id] = judge(q, functools.partial(replay, q.test, data))
+            except _JudgeTimeout:
+                decided[q.id] = Result(q.id, q.points, 0, "not graded: replaying your answers took too long")
+            except RecursionError:
+                decided[q.id] = Result(q.id, q.points, 0, "not graded: your answers are nested too deeply")
+            finally:
+                if timed:
+                    signal.setitimer(signal.ITIMER_REAL, 0)
+    finally:
+        if timed:
+            signal.signal(signal.SIGALRM, old)
+        torch.set_num_threads(threads)
+    return decided
 
 
 # ---------------------------------------------------------------- a folder, and the reports
 
 
 def _grade_one(args) -> SubmissionGrade:
-    path, timeout, grading_timeout, chapters = args
-    return grade_notebook(path, timeout=timeout, grading_timeout=grading_timeout, chapters=chapters)
+    path, data, problem, options = args
+    return grade_notebook(path, data=data, problem=problem, **options)
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    path, folder = path.resolve(), folder.resolve()
+    return path == folder or folder in path.parents
+
+
+def default_out(folder) -> Path:
+    """Where the reports go by default: ``<folder>-grades`` beside the submissions, never inside them."""
+    folder = Path(folder).resolve()
+    return folder.with_name(folder.name + "-grades")
 
 
 def grade_folder(folder, out=None, *, timeout: float = DEFAULT_TIMEOUT,
                  grading_timeout: float = DEFAULT_GRADING_TIMEOUT, gradescope: bool = False, jobs: int = 1,
-                 chapters: Mapping[str, str] | None = None, verbose: bool = False) -> list[SubmissionGrade]:
-    """Grade every ``*.ipynb`` in ``folder`` and write the reports into ``out`` (default ``folder/grades``)."""
+                 chapters: Mapping[str, str] | None = None, verbose: bool = False, sandbox: bool = True,
+                 limits=None) -> list[SubmissionGrade]:
+    """Grade every ``*.ipynb`` in ``folder`` and write the reports into ``out`` (default :func:`default_out`).
+
+    Every submission is read before any runs, and the folder is never written to. With ``sandbox``
+    (the default) each kernel runs in its own bubblewrap sandbox (:mod:`optlib.grading.sandbox`), and a
+    machine where that cannot work stops the batch with :class:`~optlib.grading.sandbox.SandboxUnavailable`
+    before anything runs.
+    """
     folder = Path(folder)
-    out = Path(out) if out is not None else folder / "grades"
-    paths = sorted(p for p in folder.glob("*.ipynb") if p.is_file())
+    out = Path(out) if out is not None else default_out(folder)
+    if _inside(out, folder):
+        raise ValueError(f"--out {out} is inside the submissions folder {folder}: grading never writes there")
+    if _inside(folder, out):
+        raise ValueError(f"the submissions folder {folder} is inside --out {out}")
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if sandbox:
+        from optlib.grading import sandbox as sandboxing
+
+        limits = limits or sandboxing.Limits(cpu_seconds=int(timeout + grading_timeout) + 120)
+        sandboxing.check(limits)
+    paths = sorted(p for p in folder.glob("*.ipynb") if p.is_file() or p.is_symlink())
     chapters = known_chapters() if chapters is None else dict(chapters)
-    tasks = [(p, timeout, grading_timeout, chapters) for p in paths]
+    options = {"timeout": timeout, "grading_timeout": grading_timeout, "chapters": chapters, "sandbox": sandbox,
+               "limits": limits}
+    tasks = [(p, *read_submission(p), options) for p in paths]   # all read before any runs
     grades: list[SubmissionGrade] = []
     if jobs > 1 and len(tasks) > 1:
+        from concurrent.futures.process import BrokenProcessPool
+
+        retry = []
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            for grade in pool.map(_grade_one, tasks):
+            futures = [(task, pool.submit(_grade_one, task)) for task in tasks]
+            for task, future in futures:
+                try:
+                    grade = future.result()
+                except BrokenProcessPool:  # a grading process died: find out whose, below
+                    retry.append(task)
+                    continue
                 grades.append(grade)
                 if verbose:
                     _say(grade)
+        for task in retry:  # alone, so that a process that dies again names its own submission
+            with ProcessPoolExecutor(max_workers=1) as pool:
+                try:
+                    grade = pool.submit(_grade_one, task).result()
+                except BrokenProcessPool:
+                    grade = _broken(task)
+            grades.append(grade)
+            if verbose:
+                _say(grade)
+        grades.sort(key=lambda g: g.file)
     else:
         for task in tasks:
             grade = _grade_one(task)
@@ -527,6 +757,12 @@ def grade_folder(folder, out=None, *, timeout: float = DEFAULT_TIMEOUT,
                 _say(grade)
     write_reports(grades, out, gradescope=gradescope)
     return grades
+
+
+def _broken(task) -> SubmissionGrade:
+    """The row of a submission whose grading process died, even alone."""
+    return SubmissionGrade(file=Path(task[0]).name, chapter=None, status=STATUS_GRADER_ERROR,
+                           error="the grading process died while grading this notebook")
 
 
 def _say(grade: SubmissionGrade) -> None:
@@ -583,24 +819,48 @@ def write_reports(grades: list[SubmissionGrade], out, *, gradescope: bool = Fals
 
 def main(argv: list[str] | None = None) -> int:
     """The command line behind ``python3 make.py grade SUBMISSIONS_DIR [--out DIR] [--timeout S]
-    [--grading-timeout S] [--jobs N] [--gradescope]``; returns the exit status.
+    [--grading-timeout S] [--jobs N] [--gradescope] [--memory MB] [--no-sandbox]``; returns the exit status.
     """
+    from optlib.grading.sandbox import Limits, SandboxUnavailable
+
     parser = argparse.ArgumentParser(prog="make.py grade", description="Grade a folder of submitted notebooks.")
-    parser.add_argument("submissions", type=Path, help="folder holding the submitted *.ipynb files")
-    parser.add_argument("--out", type=Path, default=None, help="where the reports go (default SUBMISSIONS/grades)")
+    parser.add_argument("submissions", type=Path, help="folder holding the submitted *.ipynb files (never written to)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the reports go (default: SUBMISSIONS-grades beside the folder)")
     parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT,
                         help=f"seconds allowed for a notebook's cells (default {DEFAULT_TIMEOUT})")
     parser.add_argument("--grading-timeout", type=float, default=DEFAULT_GRADING_TIMEOUT,
                         help=f"seconds allowed for the tests after them (default {DEFAULT_GRADING_TIMEOUT})")
     parser.add_argument("--jobs", type=int, default=1, help="notebooks graded at once (default 1)")
     parser.add_argument("--gradescope", action="store_true", help="also write Gradescope results.json files")
+    parser.add_argument("--memory", type=int, default=Limits.memory_mb,
+                        help=f"address space of a submission's kernel, MB (default {Limits.memory_mb})")
+    parser.add_argument("--no-sandbox", action="store_true",
+                        help="run kernels without the bubblewrap sandbox: ONLY for notebooks you trust")
     args = parser.parse_args(argv)
     if not args.submissions.is_dir():
         parser.error(f"{args.submissions} is not a folder")
-    out = args.out if args.out is not None else args.submissions / "grades"
+    if args.jobs < 1:
+        parser.error(f"--jobs must be at least 1, got {args.jobs}")
+    if args.timeout <= 0 or args.grading_timeout <= 0:
+        parser.error("--timeout and --grading-timeout must be positive")
+    out = args.out if args.out is not None else default_out(args.submissions)
+    try:
+        limits = None if args.no_sandbox else Limits(memory_mb=args.memory,
+                                                     cpu_seconds=int(args.timeout + args.grading_timeout) + 120)
+    except ValueError as err:
+        parser.error(str(err))
+    if args.no_sandbox:
+        print("warning: --no-sandbox: the notebooks' code runs with your permissions, network and files",
+              file=sys.stderr)
     start = time.monotonic()
-    grades = grade_folder(args.submissions, out, timeout=args.timeout, grading_timeout=args.grading_timeout,
-                          gradescope=args.gradescope, jobs=args.jobs, verbose=True)
+    try:
+        grades = grade_folder(args.submissions, out, timeout=args.timeout, grading_timeout=args.grading_timeout,
+                              gradescope=args.gradescope, jobs=args.jobs, verbose=True, sandbox=not args.no_sandbox,
+                              limits=limits)
+    except (SandboxUnavailable, ValueError) as err:
+        print(f"make.py grade: error: {err}", file=sys.stderr)
+        return 2
     print(f"graded {len(grades)} notebooks in {time.monotonic() - start:.0f} s; reports in {out} (grades.csv)")
     return 0
 
