@@ -121,7 +121,8 @@ def exercises(args) -> None:
 
 def grade(args) -> None:
     ensure_env()
-    _run(PY, "-m", "optlib.grading.batch", *args)
+    # the judge replays each test as the sandboxed kernel recorded it: same hash seed, same path
+    _run(PY, "-m", "optlib.grading.batch", *args, env={**os.environ, "PYTHONHASHSEED": "0"})
 
 
 COMMANDS = {"book": book, "test": test, "check-robust": check_robust, "execute": execute, "colab-cell": colab_cell, "lock": lock, "exercises": exercises, "grade": grade}

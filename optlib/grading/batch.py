@@ -724,39 +724,41 @@ def grade_folder(folder, out=None, *, timeout: float = DEFAULT_TIMEOUT,
                "limits": limits}
     tasks = [(p, *read_submission(p), options) for p in paths]   # all read before any runs
     grades: list[SubmissionGrade] = []
-    if jobs > 1 and len(tasks) > 1:
-        from concurrent.futures.process import BrokenProcessPool
+    from concurrent.futures.process import BrokenProcessPool
 
-        retry = []
-        with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [(task, pool.submit(_grade_one, task)) for task in tasks]
-            for task, future in futures:
-                try:
-                    grade = future.result()
-                except BrokenProcessPool:  # a grading process died: find out whose, below
-                    retry.append(task)
-                    continue
-                grades.append(grade)
-                if verbose:
-                    _say(grade)
-        for task in retry:  # alone, so that a process that dies again names its own submission
-            with ProcessPoolExecutor(max_workers=1) as pool:
-                try:
-                    grade = pool.submit(_grade_one, task).result()
-                except BrokenProcessPool:
-                    grade = _broken(task)
+    retry = []
+    with _worker_pool(min(jobs, max(1, len(tasks)))) as pool:
+        futures = [(task, pool.submit(_grade_one, task)) for task in tasks]
+        for task, future in futures:
+            try:
+                grade = future.result()
+            except BrokenProcessPool:  # a grading process died: find out whose, below
+                retry.append(task)
+                continue
             grades.append(grade)
             if verbose:
                 _say(grade)
-        grades.sort(key=lambda g: g.file)
-    else:
-        for task in tasks:
-            grade = _grade_one(task)
-            grades.append(grade)
-            if verbose:
-                _say(grade)
+    for task in retry:  # alone, so that a process that dies again names its own submission
+        with _worker_pool(1) as pool:
+            try:
+                grade = pool.submit(_grade_one, task).result()
+            except BrokenProcessPool:
+                grade = _broken(task)
+        grades.append(grade)
+        if verbose:
+            _say(grade)
+    grades.sort(key=lambda g: g.file)
     write_reports(grades, out, gradescope=gradescope)
     return grades
+
+
+def _worker_pool(workers: int) -> ProcessPoolExecutor:
+    """Processes that grade (and judge) submissions, so that nothing a submission causes can stop this one.
+
+    They are forked: the judge runs torch with one thread, which never enters a thread pool
+    inherited from this process.
+    """
+    return ProcessPoolExecutor(max_workers=workers)
 
 
 def _broken(task) -> SubmissionGrade:

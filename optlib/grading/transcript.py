@@ -128,33 +128,37 @@ class _Session:
         ref = self.tracked.get(number, (None,))[0]
         return ref() if isinstance(ref, weakref.ref) else ref
 
-    def track(self, obj) -> None:
-        """Number every tensor, list, dict and generator in ``obj`` (an argument the test hands over)."""
-        new: list = []
-        self._number_all(obj, set(), 0, new)
-        for number, obj in new:  # after numbering, so that a list holding a numbered tensor says so
+    def track(self, obj) -> set[int]:
+        """Number every tensor, list, dict and generator in ``obj`` (an argument the test hands over);
+        returns the numbers of the lists and dicts in it."""
+        reached: list = []
+        self._number_all(obj, set(), 0, reached)
+        for number, obj in reached:  # after numbering, so that a list holding a numbered tensor says so
             self.tracked[number] = (self.tracked[number][0], self.snapshot(obj))
+        return {number for number, obj in reached if isinstance(obj, (list, dict))}
 
-    def _number_all(self, obj, seen, depth, new) -> None:
+    def _number_all(self, obj, seen, depth, reached) -> None:
         if depth > MAX_DEPTH or id(obj) in seen:
             return
         seen.add(id(obj))
         if isinstance(obj, torch.nn.Module):
             for tensor in list(obj.parameters()) + list(obj.buffers()):
-                self._number_all(tensor, seen, depth + 1, new)
+                self._number_all(tensor, seen, depth + 1, reached)
             return
-        if isinstance(obj, (torch.Tensor, list, dict, torch.Generator)) and self.number_of(obj) is None:
-            self.count += 1
-            number = self.count
-            self.numbers[id(obj)] = number
-            self.tracked[number] = (weakref.ref(obj) if isinstance(obj, torch.Tensor) else obj, None)
-            new.append((number, obj))
+        if isinstance(obj, (torch.Tensor, list, dict, torch.Generator)):
+            number = self.number_of(obj)
+            if number is None:
+                self.count += 1
+                number = self.count
+                self.numbers[id(obj)] = number
+                self.tracked[number] = (weakref.ref(obj) if isinstance(obj, torch.Tensor) else obj, None)
+            reached.append((number, obj))
         if isinstance(obj, (list, tuple)):
             for item in obj:
-                self._number_all(item, seen, depth + 1, new)
+                self._number_all(item, seen, depth + 1, reached)
         elif isinstance(obj, dict):
             for item in obj.values():
-                self._number_all(item, seen, depth + 1, new)
+                self._number_all(item, seen, depth + 1, reached)
 
     def snapshot(self, obj):
         """What ``obj`` holds now, to notice an in-place change (only the sandbox side looks)."""
@@ -462,6 +466,7 @@ class _Recorder(_Session):
         self.real: dict[int, Any] = {}
         self.events: list = []
         self.wrappers: dict[int, tuple[Callable, int]] = {}
+        self.watching: list[set[int]] = []   # per call in progress: the lists and dicts it was handed
 
     def new_handle(self, value):
         number = len(self.real) + 1
@@ -485,11 +490,15 @@ class _Recorder(_Session):
         return data, self.decode(data)
 
     def changes(self) -> None:
-        """Record every in-place change to the test's objects since the last look."""
+        """Record every in-place change to the test's objects since the last look: its tensors and
+        generators, and the lists and dicts it handed to the calls still running."""
+        watched = set().union(*self.watching)
         for number, (ref, snap) in list(self.tracked.items()):
             obj = ref() if isinstance(ref, weakref.ref) else ref
             if obj is None:
                 del self.tracked[number]
+                continue
+            if isinstance(obj, (list, dict)) and number not in watched:
                 continue
             now = self.snapshot(obj)
             if now != snap and now is not _UNTRACKABLE and snap is not _UNTRACKABLE:
@@ -541,9 +550,17 @@ class _Recorder(_Session):
 
     def op(self, number, name, args, kwargs):
         _register_callbacks(self, _walk_args(args, kwargs))
+        containers = set()
         for arg in _walk_args(args, kwargs):
-            self.track(arg)
+            containers |= self.track(arg)
         self.events.append(["op", number, name])
+        self.watching.append(containers)
+        try:
+            return self._perform(number, name, args, kwargs)
+        finally:
+            self.watching.pop()
+
+    def _perform(self, number, name, args, kwargs):
         target = self.real[number]
         try:
             if name == "call":
