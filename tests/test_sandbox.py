@@ -111,14 +111,24 @@ def test_the_sandbox_applies_its_limits(inside):
         assert report["uid"] >= 1_000_000 or report["uid"] == __import__("os").getuid()
 
 
-def test_the_command_line_binds_only_what_the_kernel_needs(tmp_path):
+def test_the_command_line_binds_only_what_the_kernel_needs(tmp_path, monkeypatch):
+    needed = sandbox._read_only_paths()
+    venv_in_tmp = Path("/tmp/some-course/.venv")   # as in a CI clone under /tmp
+    monkeypatch.setattr(sandbox, "_read_only_paths", lambda: [*needed, venv_in_tmp])
     argv = sandbox.Sandbox(tmp_path, bwrap="/usr/bin/bwrap").argv()
+    assert str(venv_in_tmp) in argv
     for flag in ("--unshare-net", "--unshare-pid", "--die-with-parent", "--new-session", "--clearenv"):
         assert flag in argv
     bound = [argv[i + 1] for i, a in enumerate(argv) if a in ("--ro-bind", "--bind")]
     assert str(ROOT) not in bound and str(ROOT / "solutions") not in bound and str(Path.home()) not in bound
     writable = [argv[i + 1] for i, a in enumerate(argv) if a == "--bind"]
     assert writable == [str(tmp_path.resolve())], "only the kernel's channel folder may be writable"
+    # no mount hides an earlier one (a virtual environment under /tmp stays visible over the RAM disk)
+    mounts = [(i, Path(argv[i + (2 if a in ("--ro-bind", "--bind") else 1)]))
+              for i, a in enumerate(argv) if a in ("--ro-bind", "--bind", "--tmpfs", "--proc", "--dev")]
+    for i, path in mounts:
+        for j, later in mounts:
+            assert not (j > i and later in path.parents), f"{later} is mounted over {path}"
 
 
 def test_limits_are_validated():

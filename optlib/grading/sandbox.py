@@ -149,12 +149,13 @@ class Sandbox:
                 args += ["--symlink", os.readlink(path), str(path)]
             elif path.is_dir():
                 args += ["--ro-bind", str(path), str(path)]
-        for path in _read_only_paths():
-            args += _dirs(path, made) + ["--ro-bind", str(path), str(path)]
         scratch = str(self.limits.scratch_mb << 20)
+        # the RAM disks first: Python or the channel may live under /tmp, and are bound on top
         args += ["--proc", "/proc", "--dev", "/dev",
                  "--size", scratch, "--perms", "1777", "--tmpfs", "/tmp",
                  "--size", "67108864", "--perms", "1777", "--tmpfs", "/dev/shm"]
+        for path in _read_only_paths():
+            args += _dirs(path, made) + ["--ro-bind", str(path), str(path)]
         args += _dirs(Path(WORKDIR), made) + ["--size", scratch, "--perms", "0777", "--tmpfs", WORKDIR]
         args += _dirs(self.channel, made) + ["--bind", str(self.channel), str(self.channel)]
         if self.notebook is not None:
