@@ -8,7 +8,8 @@
                                              nbval under perturbed floating-point environments (tools/robustness.py)
     python3 make.py execute [NOTEBOOK ...]   re-execute notebooks in place (default: all chapters)
     python3 make.py colab-cell               write the Colab set-up cell into every chapter and solutions notebook
-    python3 make.py lock                     refresh requirements.txt from the current .venv
+    python3 make.py lock                     refresh requirements.txt from the current .venv (less the
+                                             test oracles of requirements-oracles.txt)
     python3 make.py exercises [NN_name ...]  generate exercises/ from solutions/ (stubs, no outputs), and
                                              each chapter's Exercises section and solutions title from them
     python3 make.py grade SUBMISSIONS_DIR [--out DIR] [--timeout SECONDS] [--gradescope] [--jobs N]
@@ -45,7 +46,8 @@ def _run(*cmd, **kwargs) -> None:
 
 def ensure_env() -> None:
     """Create .venv and install the pinned requirements and optlib, unless already done for these files."""
-    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes() + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    digest = hashlib.sha256((ROOT / "requirements.txt").read_bytes() + (ROOT / "requirements-oracles.txt").read_bytes()
+                            + (ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text() == digest and PY.exists():
         return
     start = time.perf_counter()
@@ -54,6 +56,9 @@ def ensure_env() -> None:
         venv.create(VENV, with_pip=True)
     _say("installing requirements.txt and optlib (first run only, about 2 minutes)")
     _run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "-r", "requirements.txt")
+    # test oracles whose declared dependencies would replace torch (see the file's header)
+    _run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         "-r", "requirements-oracles.txt")
     _run(PY, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps", "-e", ".")
     STAMP.write_text(digest)
     _say(f"environment ready in {time.perf_counter() - start:.0f} s")
@@ -106,7 +111,12 @@ def lock(args) -> None:
     ensure_env()
     frozen = subprocess.run([str(PY), "-m", "pip", "freeze", "--exclude-editable"], capture_output=True, text=True,
                             check=True).stdout.splitlines()
-    frozen = [line.replace("+cpu", "") for line in frozen if not line.startswith("optlib")]
+    def name(line: str) -> str:
+        return line.split("==")[0].split(" @ ")[0].strip().lower().replace("_", "-")
+
+    oracles = {name(line) for line in (ROOT / "requirements-oracles.txt").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    frozen = [line.replace("+cpu", "") for line in frozen if not line.startswith("optlib") and name(line) not in oracles]
     header = [line for line in (ROOT / "requirements.txt").read_text().splitlines() if line.startswith("#")]
     (ROOT / "requirements.txt").write_text("\n".join(header + frozen) + "\n")
     _say(f"requirements.txt: {len(frozen)} pins")

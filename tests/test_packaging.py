@@ -5,6 +5,7 @@ The set-up cell installs optlib with ``--no-deps``, but a plain ``pip install op
 resolves these ranges, so an exact pin or an upper bound here would replace Colab's builds and
 force a runtime restart. Exact pins belong in requirements.txt, for local builds only.
 """
+import re
 import tomllib
 
 from packaging.requirements import Requirement
@@ -49,3 +50,21 @@ def test_requirements_txt_pins_exact_versions_including_cpu_torch():
     assert pins.get("torch") == "2.13.0"
     unpinned = [line for line in lines if "==" not in line and not line.startswith("-")]
     assert not unpinned, f"requirements.txt must pin every package exactly: {unpinned}"
+
+
+def test_test_oracles_are_pinned_apart_and_leave_torch_alone():
+    """requirements-oracles.txt (installed with --no-deps by make.py) pins every oracle exactly; none of
+    them is a dependency of optlib; importing them keeps the CPU torch of requirements.txt."""
+    lines = [line.strip() for line in (ROOT / "requirements-oracles.txt").read_text().splitlines()
+             if line.strip() and not line.startswith("#")]
+    assert lines and all(re.fullmatch(r"[A-Za-z0-9_.-]+==[0-9][0-9A-Za-z.]*", line) for line in lines), lines
+    oracles = {line.split("==")[0].lower().replace("_", "-") for line in lines}
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert not oracles & {Requirement(d).name.lower().replace("_", "-") for d in project}
+    pinned = {line.split("==")[0].lower().replace("_", "-") for line in
+              (ROOT / "requirements.txt").read_text().splitlines() if "==" in line}
+    assert not oracles & pinned, "an oracle is pinned twice"
+    import curvlinops  # noqa: F401  (the oracle of optlib.curvature and K-FAC)
+    import torch
+
+    assert torch.__version__.startswith("2.13.0")
