@@ -159,12 +159,8 @@ import numpy, torch
 def _worse(value, depth=0):
     if isinstance(value, bool) or depth > 3:
         return value
-    if isinstance(value, torch.Tensor):
-        return value + 1
-    if isinstance(value, numpy.ndarray):
-        return value + 1
-    if isinstance(value, (int, float, numpy.number)):
-        return value + 1
+    if isinstance(value, (torch.Tensor, numpy.ndarray, int, float, numpy.number)):
+        return 2 * value + 5     # far outside any tolerance (a step count may be off by one)
     if isinstance(value, str):
         return value + "?"
     if isinstance(value, tuple):
@@ -232,10 +228,15 @@ class Evil:
 
     __class__ = property(lambda self: self._mark("__class__") and torch.Tensor)
 
+# every answer: the notebook's functions return an Evil, and its values become one
 for _name, _value in list(globals().items()):
-    if not _name.startswith("_") and callable(_value) and getattr(_value, "__module__", None) == "__main__" \\
-            and _name not in ("Evil", "check", "checker"):
+    if _name.startswith("_") or _name in ("Evil", "check", "checker", "In", "Out", "get_ipython", "exit", "quit"):
+        continue
+    if callable(_value) and getattr(_value, "__module__", None) == "__main__":
         globals()[_name] = lambda *args, **kwargs: Evil()
+    elif not callable(_value) and not isinstance(_value, type(pathlib)) \\
+            and type(_value).__module__ in ("builtins", "torch", "numpy"):
+        globals()[_name] = Evil()
 """
 
 
