@@ -12,11 +12,13 @@ Modules are named after what they hold:
 - :mod:`optlib.geometry`   curvature, critical points, convexity checks, random Hessians, basins
 - :mod:`optlib.landscape`  1-D and 2-D slices of a loss, interpolation between parameter vectors
 - :mod:`optlib.optim`      optimizers (``torch.optim.Optimizer`` subclasses), one file per family
+- :mod:`optlib.linesearch` Armijo backtracking and the strong-Wolfe line search
 - :mod:`optlib.schedules`  learning-rate schedules as LambdaLR factors
 - :mod:`optlib.averaging`  iterate (Polyak) averaging and a noisy least-squares problem
 - :mod:`optlib.stability`  gradient norms, clipping, NaN/inf checks
 - :mod:`optlib.convergence` rates of GD and momentum on quadratics, convex bounds, slope fits
 - :mod:`optlib.preconditioning` Hessian and Fisher diagonals, what adaptive methods estimate
+- :mod:`optlib.curvature`  Hessian- and Gauss-Newton-vector products, CG, Lanczos, Hutchinson, spectra
 - :mod:`optlib.monitoring` per-layer gradient norms, sharpness, regularized softmax regression
 - :mod:`optlib.tuning`     learning-rate sweeps on a validation split, steps and time to target
 - :mod:`optlib.diagnostics` training sanity checks: loss at init, overfit a tiny subset, update ratios

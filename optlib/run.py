@@ -186,7 +186,7 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
     for step in range(steps):
         seen.clear()
         start_point = x.detach().cpu().numpy().copy() if record_params else None
-        lr = optimizer.param_groups[0]["lr"]
+        lr = optimizer.param_groups[0].get("lr", math.nan)
         optimizer.step(closure)
         grad_norm = seen["grad_norm"] if "grad_norm" in seen else _grad_norm([x])
         trace.steps = step + 1
@@ -201,7 +201,7 @@ def minimize(fn: Callable[[torch.Tensor], torch.Tensor], x0, method, steps: int 
         with torch.enable_grad():
             final = fn(x_final)
             final.backward()
-        recorder.record(steps, final.item(), _grad_norm([x_final]), optimizer.param_groups[0]["lr"],
+        recorder.record(steps, final.item(), _grad_norm([x_final]), optimizer.param_groups[0].get("lr", math.nan),
                         x.detach().cpu().numpy().copy() if record_params else None)
     return trace
 
@@ -275,7 +275,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
                     clip_grad_norm_(params, clip_grad_norm)
                 return loss
 
-            lr = optimizer.param_groups[0]["lr"]
+            lr = optimizer.param_groups[0].get("lr", math.nan)
             optimizer.step(closure)
             step += 1
             trace.steps = step

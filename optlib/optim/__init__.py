@@ -7,8 +7,12 @@ from __future__ import annotations
 from functools import partial
 
 from optlib.optim.adaptive import AdaGrad, Adadelta, Adam, AdamW, AMSGrad, RMSProp
-from optlib.optim.newton import Newton
+from optlib.optim.hessian_free import HessianFree
+from optlib.optim.natural import KFAC, NaturalGradient
+from optlib.optim.newton import LevenbergMarquardt, Newton
+from optlib.optim.quasi_newton import BFGS, LBFGS
 from optlib.optim.sgd import SGD
+from optlib.optim.trust_region import TrustRegion
 
 #: Factories ``(params, lr) -> Optimizer`` by the names the book's widgets show.
 #:
@@ -26,4 +30,5 @@ OPTIMIZERS = {
     "saddle-free Newton": partial(Newton, mode="saddle_free", damping=1e-3),
 }
 
-__all__ = ["OPTIMIZERS", "AdaGrad", "Adadelta", "Adam", "AdamW", "AMSGrad", "Newton", "RMSProp", "SGD"]
+__all__ = ["OPTIMIZERS", "AdaGrad", "Adadelta", "Adam", "AdamW", "AMSGrad", "BFGS", "HessianFree", "KFAC", "LBFGS",
+           "LevenbergMarquardt", "NaturalGradient", "Newton", "RMSProp", "SGD", "TrustRegion"]
