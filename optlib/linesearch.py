@@ -9,7 +9,7 @@ with φ'(0) < 0 (d goes downhill), and asks for a step α > 0 that is
 
 - **Armijo** (sufficient decrease): φ(α) ≤ φ(0) + c₁ α φ'(0), the decrease is at least a
   fraction c₁ of what the tangent line promises;
-- **strong Wolfe**: Armijo, and |φ'(α)| ≤ c₂ |φ'(0)|, the slope has flattened, so the step is
+- **strong Wolfe**: Armijo, and ``|φ'(α)| ≤ c₂ |φ'(0)|``, the slope has flattened, so the step is
   not needlessly short (0 < c₁ < c₂ < 1). For a quasi-Newton method it also guarantees
   sᵀy = α (φ'(α) − φ'(0)) > 0, the curvature condition its update needs.
 
@@ -129,7 +129,7 @@ def strong_wolfe(phi: Callable[[float], tuple[float, float]], phi0: float, dphi0
     an acceptable step:
 
     1. φ(αᵢ) > φ(0) + c₁αᵢφ'(0) or φ(αᵢ) ≥ φ(αᵢ₋₁): too long, zoom(αᵢ₋₁, αᵢ);
-    2. |φ'(αᵢ)| ≤ c₂|φ'(0)|: αᵢ is accepted;
+    2. ``|φ'(αᵢ)| ≤ c₂|φ'(0)|``: αᵢ is accepted;
     3. φ'(αᵢ) ≥ 0: the slope turned, zoom(αᵢ, αᵢ₋₁);
     4. otherwise extrapolate: αᵢ₊₁ is the minimizer of the cubic through αᵢ₋₁ and αᵢ, kept in
        [αᵢ + 0.01(αᵢ − αᵢ₋₁), 10αᵢ].
@@ -142,7 +142,7 @@ def strong_wolfe(phi: Callable[[float], tuple[float, float]], phi0: float, dphi0
     safeguard of ``torch.optim.LBFGS`` and minFunc). Then
 
     - φ(α) > φ(0) + c₁αφ'(0) or φ(α) ≥ φ(α_lo): α_hi ← α;
-    - else, if |φ'(α)| ≤ c₂|φ'(0)|: α is accepted;
+    - else, if ``|φ'(α)| ≤ c₂|φ'(0)|``: α is accepted;
     - else, if φ'(α)(α_hi − α_lo) ≥ 0: α_hi ← α_lo; and then α_lo ← α.
 
     After ``max_evaluations`` calls of φ, or when the bracket is narrower than ``min_interval``,

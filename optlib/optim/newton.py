@@ -21,7 +21,7 @@ LINE_SEARCHES = (None, "armijo")
 RHO_LOW, RHO_HIGH = 0.25, 0.75
 #: :class:`LevenbergMarquardt` never lowers λ below this (λ = 0 could never grow again by a factor).
 MIN_DAMPING = 1e-12
-#: Reductions of f smaller than ``ROUNDOFF``·ε·|f| (ε: the machine epsilon of the loss's dtype) are
+#: Reductions of f smaller than ``ROUNDOFF``·ε·``|f|`` (ε: the machine epsilon of the loss's dtype) are
 #: rounding noise: when the predicted and the actual reduction both are, :class:`LevenbergMarquardt`
 #: takes ρ = 1 (the step is accepted and λ shrinks).
 ROUNDOFF = 10.0
@@ -223,7 +223,7 @@ class LevenbergMarquardt(Newton):
     A rejected step leaves x unchanged and raises λ. A trial point whose loss is NaN or infinite
     counts as ρ = −∞. Near the minimum both reductions fall to the rounding level of f, where
     their ratio is noise that would reject every step and drive λ up without end: when both are
-    below ``ROUNDOFF``·ε·|f|, ρ is taken as 1, and the iteration keeps Newton's quadratic convergence.
+    below ``ROUNDOFF``·ε·``|f|``, ρ is taken as 1, and the iteration keeps Newton's quadratic convergence.
 
     The closure returns the loss without calling ``backward`` (as :class:`Newton`); it is called
     once at x (with gradients enabled) and once at the trial point. The state of the first
