@@ -255,6 +255,33 @@ class Saddle(TestFunction):
         return torch.diag(torch.tensor([2.0, -2.0], dtype=p.dtype, device=p.device))
 
 
+class SaddleWithFloor(TestFunction):
+    r"""f(x, y) = x² − y² + y⁴/4: a saddle at the origin and two minima f = −1 at (0, ±√2).
+
+    H = diag(2, 3y² − 2) is indefinite where y² < 2/3: there the plain Newton step points at the
+    saddle (chapter 9 shows it going uphill, and the fixes escaping).
+    """
+
+    name = "saddle_with_floor"
+
+    def __init__(self):
+        root = 2.0**0.5
+        super().__init__(2, [(-1.0, 1.0), (-2.0, 2.0)], minima=[[0.0, root], [0.0, -root]],
+                         saddles=[[0.0, 0.0]], min_value=-1.0, start=[0.1, 0.5])
+
+    def value(self, p):
+        return p[..., 0] ** 2 - p[..., 1] ** 2 + p[..., 1] ** 4 / 4
+
+    def gradient(self, p):
+        p = self._check(p)
+        return torch.stack([2 * p[..., 0], -2 * p[..., 1] + p[..., 1] ** 3], -1)
+
+    def hessian(self, p):
+        p = self._point(p)
+        zero = torch.zeros((), dtype=p.dtype, device=p.device)
+        return torch.stack([torch.stack([2 + zero, zero]), torch.stack([zero, 3 * p[1] ** 2 - 2])])
+
+
 class MonkeySaddle(TestFunction):
     r"""f(x, y) = x³ − 3xy²: a degenerate saddle (zero Hessian) at the origin with three valleys."""
 
