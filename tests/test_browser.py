@@ -213,8 +213,11 @@ def test_search_finds_a_chapter(html, browser):
     results = browser.execute_async_script("""
 const done = arguments[arguments.length - 1]; const start = Date.now();
 (function poll() {
+  // Sphinx appends the results one by one; read them once it says the search has finished.
+  const status = document.querySelector('#search-results .search-summary');
+  const finished = status && status.innerText.trim().length > 0;
   const links = Array.from(document.querySelectorAll('#search-results a')).map(a => a.getAttribute('href'));
-  if (links.length || Date.now() - start > 20000) return done(links);
+  if (finished || Date.now() - start > 30000) return done(links);
   setTimeout(poll, 100);
 })();""")
     assert any("05_momentum" in link for link in results), f"searching 'momentum' found {results[:5]}"
