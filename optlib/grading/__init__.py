@@ -30,7 +30,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["CheckFailed", "as_number", "require_number", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
+__all__ = ["CheckFailed", "as_number", "random_spd", "require_number", "require_tensor", "Question", "Result", "check_namespace", "checker", "expect", "expect_close",
            "judge", "load_questions", "module_name", "replay_questions", "require", "run_questions"]
 
 _CHAPTER = re.compile(r"^(\d{2})_([a-z0-9_]+)$")
@@ -135,6 +135,24 @@ def as_number(value, what: str) -> float:
 def require_number(namespace: Mapping[str, Any], name: str) -> float:
     """``namespace[name]`` as a finite float (see :func:`as_number`), or :class:`CheckFailed`."""
     return as_number(require(namespace, name), f"`{name}`")
+
+
+def require_tensor(value, what: str, shape=None) -> torch.Tensor:
+    """``value`` detached, or :class:`CheckFailed` unless it is a torch tensor (of ``shape``, when given).
+
+    ``what`` names the value in the message, e.g. ``"`newton_step(g, H)`"``.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise CheckFailed(f"{what} should be a torch tensor, got {_describe(value)}")
+    if shape is not None and tuple(value.shape) != tuple(shape):
+        raise CheckFailed(f"{what} has shape {tuple(value.shape)}, expected {tuple(shape)}")
+    return value.detach()
+
+
+def random_spd(n: int, generator: torch.Generator, shift: float = 0.5) -> torch.Tensor:
+    """A random symmetric positive definite n x n float64 matrix M M^T / n + shift I (a test input)."""
+    m = torch.randn(n, n, generator=generator, dtype=torch.float64)
+    return m @ m.T / n + shift * torch.eye(n, dtype=torch.float64)
 
 
 def expect(condition, message: str) -> None:

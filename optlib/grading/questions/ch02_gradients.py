@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from optlib.grading import CheckFailed, Question, expect, expect_close, require
+from optlib.grading import CheckFailed, Question, expect, expect_close, require, require_tensor
 
 _F64 = torch.float64
 _EPS64 = torch.finfo(_F64).eps
@@ -40,12 +40,6 @@ class _Counted:
         return self.f(x)
 
 
-def _tensor(value, what: str, shape) -> torch.Tensor:
-    expect(isinstance(value, torch.Tensor), f"{what} should be a torch tensor, got {type(value).__name__}")
-    expect(tuple(value.shape) == tuple(shape), f"{what} should have shape {tuple(shape)}, got {tuple(value.shape)}")
-    return value.detach()
-
-
 # q1 -------------------------------------------------------------------------------------------
 def q1(ns):
     numerical_gradient = require(ns, "numerical_gradient", "callable")
@@ -61,7 +55,7 @@ def q1(ns):
     for method, expected, budget in [("forward", 2 * a * x + b + a * 0.1, d + 1), ("central", 2 * a * x + b, 2 * d + 1)]:
         x_before = x.clone()
         counted = _Counted(quadratic)
-        got = _tensor(numerical_gradient(counted, x, 0.1, method), f"numerical_gradient(f, x, 0.1, {method!r})",
+        got = require_tensor(numerical_gradient(counted, x, 0.1, method), f"numerical_gradient(f, x, 0.1, {method!r})",
                       x.shape)
         expect(torch.equal(x, x_before), "numerical_gradient must leave x unchanged: restore each coordinate exactly (save its old "
                                          "value; x + h - h is not always x) or work on a copy")
@@ -76,7 +70,7 @@ def q1(ns):
         return (torch.sin(z) * z * z).sum() + z[0] * z[3] + torch.exp(0.3 * z).sum()
     z = x.clone().requires_grad_(True)
     smooth(z).backward()
-    got = _tensor(numerical_gradient(smooth, x, 1e-5, "central"), "numerical_gradient(f, x, 1e-5, 'central')", x.shape)
+    got = require_tensor(numerical_gradient(smooth, x, 1e-5, "central"), "numerical_gradient(f, x, 1e-5, 'central')", x.shape)
     expect_close(got, z.grad, rtol=1e-6, atol=1e-8, what="the central difference on a smooth function of 5 variables")
 
 
@@ -127,7 +121,7 @@ def q3(ns):
         loss, G = out
         expect_close(_as_float(loss, "the loss"), expected_loss.item(), rtol=1e-10, atol=1e-12,
                      what=f"the loss on a random problem (n = {n}, C = {C}, reg = {reg})")
-        expect_close(_tensor(G, "the gradient", W.shape), W_auto.grad, rtol=1e-9, atol=1e-11,
+        expect_close(require_tensor(G, "the gradient", W.shape), W_auto.grad, rtol=1e-9, atol=1e-11,
                      what=f"the gradient on a random problem (n = {n}, C = {C}, reg = {reg})")
 
 
@@ -138,7 +132,7 @@ def q4(ns):
         W, X, y = _problem(seed, n, D, C, scale)
         X_auto = X.clone().requires_grad_(True)
         torch.nn.functional.cross_entropy(X_auto @ W.T, y).backward()
-        got = _tensor(input_grad(W, X, y), f"softmax_input_grad(W, X, y) with X of shape {(n, D)}", X.shape)
+        got = require_tensor(input_grad(W, X, y), f"softmax_input_grad(W, X, y) with X of shape {(n, D)}", X.shape)
         expect_close(got, X_auto.grad, rtol=1e-9, atol=1e-12,
                      what=f"the gradient with respect to X on a random problem (n = {n}, D = {D}, C = {C})")
 
@@ -204,7 +198,7 @@ def q7(ns):
         x = torch.randn(4, generator=g, dtype=_F64)
         v = torch.randn(4, generator=g, dtype=_F64)
         expected = torch.autograd.functional.hessian(f, x) @ v
-        got = _tensor(hvp(f, x.clone(), v.clone()), "hvp(f, x, v)", x.shape)
+        got = require_tensor(hvp(f, x.clone(), v.clone()), "hvp(f, x, v)", x.shape)
         expect_close(got, expected, rtol=1e-9, atol=1e-11, what=f"hvp on test function {k + 1} (compare with H(x) v)")
     x = torch.randn(4, generator=g, dtype=_F64)
     out = hvp(functions[0], x, torch.ones(4, dtype=_F64))

@@ -10,25 +10,15 @@ import math
 
 import torch
 
-from optlib.grading import CheckFailed, Question, as_number, expect, expect_close, require, require_number
+from optlib.grading import (CheckFailed, Question, as_number, expect, expect_close, random_spd, require,
+                            require_number, require_tensor)
 
 F64 = torch.float64
-
-
-def _tensor(out, name: str, shape) -> torch.Tensor:
-    expect(isinstance(out, torch.Tensor), f"`{name}` should return a tensor, got {type(out).__name__}")
-    expect(tuple(out.shape) == tuple(shape), f"`{name}` returned shape {tuple(out.shape)}, expected {tuple(shape)}")
-    return out
 
 
 def _symmetric(n: int, gen: torch.Generator, shift: float) -> torch.Tensor:
     m = torch.randn(n, n, generator=gen, dtype=F64)
     return (m + m.T) / 2 + shift * torch.eye(n, dtype=F64)
-
-
-def _spd(n: int, gen: torch.Generator) -> torch.Tensor:
-    m = torch.randn(n, n, generator=gen, dtype=F64)
-    return m @ m.T / n + 0.5 * torch.eye(n, dtype=F64)
 
 
 def _untouched(args, saved, name: str) -> None:
@@ -41,9 +31,9 @@ def q1(ns):
     step = require(ns, "damped_newton_step", "callable")
     gen = torch.Generator().manual_seed(901)
     for n, damping in ((4, 0.0), (5, 0.3), (3, 2.0)):
-        H, g = _spd(n, gen), torch.randn(n, generator=gen, dtype=F64)
+        H, g = random_spd(n, gen), torch.randn(n, generator=gen, dtype=F64)
         saved = (g.clone(), H.clone())
-        p = _tensor(step(g, H, damping), "damped_newton_step", (n,))
+        p = require_tensor(step(g, H, damping), "`damped_newton_step`", (n,))
         _untouched((g, H), saved, "damped_newton_step")
         expected = torch.linalg.solve(H + damping * torch.eye(n, dtype=F64), -g)
         if not torch.allclose(p, expected, rtol=1e-9, atol=1e-12):
@@ -52,7 +42,7 @@ def q1(ns):
                                   "(H + damping I) p = -g")
             raise CheckFailed(f"damped_newton_step(g, H, {damping}) is not the solution of (H + damping I) p = -g")
     # a huge damping gives a short gradient step -g / damping
-    H, g = _spd(3, gen), torch.randn(3, generator=gen, dtype=F64)
+    H, g = random_spd(3, gen), torch.randn(3, generator=gen, dtype=F64)
     expect_close(step(g, H, 1e8) * 1e8, -g, rtol=1e-6, what="damped_newton_step with damping 1e8, times 1e8")
     slope = require_number(ns, "uphill_slope")
     expect_close(slope, 0.5925, rtol=1e-9, what="`uphill_slope` (g . p of the plain Newton step at (0.1, 0.5))")
@@ -125,7 +115,7 @@ def q5(ns):
         expect(vals.min() < 0 < vals.max(), "internal: the test matrix should be indefinite")
         g = torch.randn(n, generator=gen, dtype=F64)
         saved = (g.clone(), H.clone())
-        p = _tensor(step(g, H), "saddle_free_step", (n,))
+        p = require_tensor(step(g, H), "`saddle_free_step`", (n,))
         _untouched((g, H), saved, "saddle_free_step")
         expected = _abs_solve(saved[0], saved[1])
         if not torch.allclose(p, expected, rtol=1e-8, atol=1e-10):
@@ -165,7 +155,7 @@ def q6(ns):
     for n, d, lam, steps in ((60, 3, 0.5, 1), (120, 4, 2.0, 8)):
         X, y = _logistic_problem(gen, n, d)
         saved = (X.clone(), y.clone())
-        w = _tensor(newton(X, y, lam, steps), "newton_logistic", (d,))
+        w = require_tensor(newton(X, y, lam, steps), "`newton_logistic`", (d,))
         _untouched((X, y), saved, "newton_logistic")
         ref, _ = _logistic_newton(saved[0], saved[1], lam, steps)
         expect_close(w, ref, rtol=1e-8, atol=1e-10,

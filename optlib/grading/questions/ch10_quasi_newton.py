@@ -9,20 +9,10 @@ from __future__ import annotations
 
 import torch
 
-from optlib.grading import CheckFailed, Question, as_number, expect, expect_close, require, require_number
+from optlib.grading import (CheckFailed, Question, as_number, expect, expect_close, random_spd, require,
+                            require_number, require_tensor)
 
 F64 = torch.float64
-
-
-def _tensor(out, name: str, shape) -> torch.Tensor:
-    expect(isinstance(out, torch.Tensor), f"`{name}` should return a tensor, got {type(out).__name__}")
-    expect(tuple(out.shape) == tuple(shape), f"`{name}` returned shape {tuple(out.shape)}, expected {tuple(shape)}")
-    return out
-
-
-def _spd(n: int, gen: torch.Generator) -> torch.Tensor:
-    m = torch.randn(n, n, generator=gen, dtype=F64)
-    return m @ m.T / n + 0.5 * torch.eye(n, dtype=F64)
 
 
 def _untouched(args, saved, name: str) -> None:
@@ -37,7 +27,7 @@ def _bfgs(H: torch.Tensor, s: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _pairs(n: int, m: int, gen: torch.Generator):
-    A = _spd(n, gen)
+    A = random_spd(n, gen)
     s_list = [torch.randn(n, generator=gen, dtype=F64) for _ in range(m)]
     return s_list, [A @ s for s in s_list]
 
@@ -47,11 +37,11 @@ def q1(ns):
     update = require(ns, "bfgs_inverse_update", "callable")
     gen = torch.Generator().manual_seed(1001)
     for n in (2, 4, 7):
-        H = _spd(n, gen)
+        H = random_spd(n, gen)
         s, y = _pairs(n, 1, gen)
         s, y = s[0], y[0]
         saved = (H.clone(), s.clone(), y.clone())
-        new = _tensor(update(H, s, y), "bfgs_inverse_update", (n, n))
+        new = require_tensor(update(H, s, y), "`bfgs_inverse_update`", (n, n))
         _untouched((H, s, y), saved, "bfgs_inverse_update")
         if not torch.allclose(new @ y, s, rtol=1e-8, atol=1e-10):
             raise CheckFailed(f"bfgs_inverse_update (d = {n}) breaks the secant condition H_new y = s")
@@ -70,7 +60,7 @@ def q2(ns):
         s_list, y_list = _pairs(n, m, gen)
         g = torch.randn(n, generator=gen, dtype=F64)
         saved = [g.clone()] + [v.clone() for v in s_list + y_list]
-        out = _tensor(two_loop(g, s_list, y_list), "two_loop_direction", (n,))
+        out = require_tensor(two_loop(g, s_list, y_list), "`two_loop_direction`", (n,))
         _untouched([g] + s_list + y_list, saved, "two_loop_direction")
         gamma = float(s_list[-1] @ y_list[-1]) / float(y_list[-1] @ y_list[-1])
         H = gamma * torch.eye(n, dtype=F64)
@@ -120,12 +110,12 @@ def q4(ns):
     bfgs = require(ns, "bfgs_exact_quadratic", "callable")
     gen = torch.Generator().manual_seed(1004)
     for n in (2, 4, 6):
-        A, b, x0 = _spd(n, gen), torch.randn(n, generator=gen, dtype=F64), torch.randn(n, generator=gen, dtype=F64)
+        A, b, x0 = random_spd(n, gen), torch.randn(n, generator=gen, dtype=F64), torch.randn(n, generator=gen, dtype=F64)
         out = bfgs(A, b, x0)
         expect(isinstance(out, (tuple, list)) and len(out) == 2,
                "`bfgs_exact_quadratic` should return a pair (x, H) after d iterations")
-        x = _tensor(out[0], "bfgs_exact_quadratic(...)[0]", (n,))
-        H = _tensor(out[1], "bfgs_exact_quadratic(...)[1]", (n, n))
+        x = require_tensor(out[0], "`bfgs_exact_quadratic(...)[0]`", (n,))
+        H = require_tensor(out[1], "`bfgs_exact_quadratic(...)[1]`", (n, n))
         x_ref, H_ref = _exact_bfgs(A, b, x0)
         expect_close(x, x_ref, rtol=1e-7, atol=1e-9, what=f"x after d = {n} iterations (the minimizer A⁻¹ b)")
         expect_close(H, H_ref, rtol=1e-6, atol=1e-8, what=f"H after d = {n} iterations (A⁻¹)")

@@ -11,20 +11,10 @@ import math
 
 import torch
 
-from optlib.grading import CheckFailed, Question, as_number, expect, expect_close, require, require_number
+from optlib.grading import (CheckFailed, Question, as_number, expect, expect_close, random_spd, require,
+                            require_number, require_tensor)
 
 F64 = torch.float64
-
-
-def _tensor(out, name: str, shape) -> torch.Tensor:
-    expect(isinstance(out, torch.Tensor), f"`{name}` should return a tensor, got {type(out).__name__}")
-    expect(tuple(out.shape) == tuple(shape), f"`{name}` returned shape {tuple(out.shape)}, expected {tuple(shape)}")
-    return out.detach().to(F64)
-
-
-def _spd(n: int, gen: torch.Generator) -> torch.Tensor:
-    m = torch.randn(n, n, generator=gen, dtype=F64)
-    return m @ m.T / n + 0.5 * torch.eye(n, dtype=F64)
 
 
 def _indefinite(n: int, gen: torch.Generator) -> torch.Tensor:
@@ -53,11 +43,11 @@ def _cauchy(g, H, radius):
 def q1(ns):
     cauchy = require(ns, "cauchy_point", "callable")
     gen = torch.Generator().manual_seed(1201)
-    cases = [(_spd(3, gen), 10.0), (_spd(4, gen), 0.05), (_indefinite(3, gen), 0.7), (-_spd(2, gen), 1.3)]
+    cases = [(random_spd(3, gen), 10.0), (random_spd(4, gen), 0.05), (_indefinite(3, gen), 0.7), (-random_spd(2, gen), 1.3)]
     for H, radius in cases:
         g = torch.randn(H.shape[0], generator=gen, dtype=F64)
         saved = (g.clone(), H.clone())
-        p = _tensor(cauchy(g, H, radius), "cauchy_point", g.shape)
+        p = require_tensor(cauchy(g, H, radius), "`cauchy_point`", g.shape).to(F64)
         _untouched((g, H), saved, "cauchy_point")
         expected = _cauchy(saved[0], saved[1], radius)
         if not torch.allclose(p, expected, rtol=1e-9, atol=1e-12):
@@ -84,7 +74,7 @@ def q2(ns):
     nxt = require(ns, "next_radius", "callable")
     gen = torch.Generator().manual_seed(1202)
     for f_new_shift in (-0.3, 0.1, -2.0):
-        H = _spd(3, gen)
+        H = random_spd(3, gen)
         g, p = torch.randn(3, generator=gen, dtype=F64), torch.randn(3, generator=gen, dtype=F64)
         f_old = 1.5
         predicted = -_model(g, H, p)
@@ -145,10 +135,10 @@ def q4(ns):
     dog = require(ns, "dogleg", "callable")
     gen = torch.Generator().manual_seed(1204)
     for radius in (100.0, 1.0, 0.3, 0.01):
-        H = _spd(2, gen) + torch.diag(torch.tensor([0.0, 3.0], dtype=F64))
+        H = random_spd(2, gen) + torch.diag(torch.tensor([0.0, 3.0], dtype=F64))
         g = torch.randn(2, generator=gen, dtype=F64)
         saved = (g.clone(), H.clone())
-        p = _tensor(dog(g, H, radius), "dogleg", (2,))
+        p = require_tensor(dog(g, H, radius), "`dogleg`", (2,)).to(F64)
         _untouched((g, H), saved, "dogleg")
         expected = _dogleg(saved[0], saved[1], radius)
         if not torch.allclose(p, expected, rtol=1e-8, atol=1e-11):
@@ -183,11 +173,11 @@ def _exact(g, H, radius):
 def q5(ns):
     exact = require(ns, "exact_step", "callable")
     gen = torch.Generator().manual_seed(1205)
-    cases = [(_spd(2, gen), 100.0), (_spd(2, gen), 0.2), (_indefinite(2, gen), 0.5), (_indefinite(2, gen), 3.0)]
+    cases = [(random_spd(2, gen), 100.0), (random_spd(2, gen), 0.2), (_indefinite(2, gen), 0.5), (_indefinite(2, gen), 3.0)]
     for H, radius in cases:
         g = torch.randn(2, generator=gen, dtype=F64)
         saved = (g.clone(), H.clone())
-        p = _tensor(exact(g, H, radius), "exact_step", (2,))
+        p = require_tensor(exact(g, H, radius), "`exact_step`", (2,)).to(F64)
         _untouched((g, H), saved, "exact_step")
         expected = _exact(saved[0], saved[1], radius)
         expect(float(p.norm()) <= radius * (1 + 1e-6), f"exact_step(g, H, {radius}) leaves the region")
