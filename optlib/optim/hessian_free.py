@@ -28,6 +28,7 @@ from torch import nn
 from torch.optim import Optimizer
 
 from optlib import _validate, curvature
+from optlib.optim._flat import assign, flatten
 
 __all__ = ["CURVATURES", "martens_stop", "update_damping", "HessianFree"]
 
@@ -125,7 +126,7 @@ class HessianFree(Optimizer):
     # ---- the pieces of one step
     def _loss_at(self, params: list[torch.Tensor], flat: torch.Tensor, X, y) -> float:
         with torch.no_grad():
-            _assign(params, flat)
+            assign(params, flat)
             return float(self.loss_fn(self.model(X), y))
 
     def _matvec(self, data, curvature_kind: str):
@@ -147,7 +148,7 @@ class HessianFree(Optimizer):
         params = group["params"]
         state = self.state.setdefault("hf", {"damping": group["damping"], "previous": None, "evaluations": 0,
                                             "products": 0, "steps": 0})
-        start = torch.cat([p.detach().reshape(-1) for p in params])
+        start = flatten(params)
         with torch.enable_grad():
             loss = self.loss_fn(self.model(X), y)
             if loss.ndim != 0:
@@ -191,7 +192,7 @@ class HessianFree(Optimizer):
             state["evaluations"] += 1
         else:
             length, trial = 0.0, f0  # no decrease found: stay, with more damping next time
-        _assign(params, start + length * p)
+        assign(params, start + length * p)
         for parameter, gradient in zip(params, grads):
             parameter.grad = gradient.detach().clone()
         if group["adapt_damping"]:
@@ -200,11 +201,3 @@ class HessianFree(Optimizer):
                      cg_reason=solve.reason, step_length=length, products=state["products"] + products[0],
                      steps=state["steps"] + 1, loss_after=trial)
         return loss.detach()
-
-
-def _assign(params: list[torch.Tensor], flat: torch.Tensor) -> None:
-    offset = 0
-    for p in params:
-        n = p.numel()
-        p.copy_(flat[offset:offset + n].view_as(p))
-        offset += n

@@ -9,6 +9,7 @@ from torch.optim import Optimizer
 
 from optlib import _validate
 from optlib.linesearch import backtracking
+from optlib.optim._flat import assign, flatten
 from optlib.stability import NonFiniteLossError
 
 #: The ``mode`` of :class:`Newton`: H (Newton) or ``|H|`` (saddle-free Newton).
@@ -58,22 +59,6 @@ def _loss_grad_hessian(closure, params) -> tuple[torch.Tensor, torch.Tensor, tor
         rows = [torch.cat([r.reshape(-1) for r in torch.autograd.grad(g[i], params, retain_graph=True)])
                 for i in range(len(g))]
     return loss.detach(), g.detach(), torch.stack(rows).detach()
-
-
-def _flat(params) -> torch.Tensor:
-    return torch.cat([p.detach().reshape(-1) for p in params])
-
-
-def _set(params, flat_x: torch.Tensor, flat_grad: torch.Tensor | None = None) -> None:
-    """Copy ``flat_x`` into the parameters (and ``flat_grad`` into their ``.grad``)."""
-    offset = 0
-    with torch.no_grad():
-        for p in params:
-            n = p.numel()
-            p.copy_(flat_x[offset:offset + n].view_as(p))
-            if flat_grad is not None:
-                p.grad = flat_grad[offset:offset + n].view_as(p).clone()
-            offset += n
 
 
 def _check_finite(loss: torch.Tensor, g: torch.Tensor, hess: torch.Tensor, name: str, step: int) -> None:
@@ -175,7 +160,7 @@ class Newton(Optimizer):
             state["alpha"], state["fallback"] = alpha, False
             return loss
 
-        x = _flat(params)
+        x = flatten(params)
         try:
             direction = newton_direction(g, hess, group["damping"], group["mode"])
             slope = float(g @ direction)
@@ -186,18 +171,18 @@ class Newton(Optimizer):
             direction, slope = -g, -float(g @ g)
         if slope == 0.0:  # g = 0: a critical point, nothing to search
             state["alpha"], state["fallback"] = 0.0, fallback
-            _set(params, x, g)
+            assign(params, x, g)
             return loss
 
         def phi(alpha):
-            _set(params, x + alpha * direction)
+            assign(params, x + alpha * direction)
             with torch.no_grad():
                 return float(closure())
 
         result = backtracking(phi, float(loss), slope, alpha=group["lr"], c1=group["c1"], shrink=group["shrink"])
         state["evaluations"] += result.evaluations
         state["alpha"], state["fallback"] = result.alpha, fallback
-        _set(params, x + result.alpha * direction, g)
+        assign(params, x + result.alpha * direction, g)
         return loss
 
 
@@ -272,12 +257,12 @@ class LevenbergMarquardt(Newton):
             lam *= group["factor"]
         p = torch.linalg.solve(curvature + lam * eye, -g)
         predicted = -float(g @ p + 0.5 * p @ hess @ p)
-        x = _flat(params)
+        x = flatten(params)
         if not predicted > 0:  # g = 0: nothing to gain
             state["damping"], state["rho"], state["accepted"] = lam, math.nan, False
-            _set(params, x, g)
+            assign(params, x, g)
             return loss
-        _set(params, x + p)
+        assign(params, x + p)
         with torch.no_grad():
             trial = float(closure())
         state["evaluations"] += 1
@@ -290,7 +275,7 @@ class LevenbergMarquardt(Newton):
         else:
             rho = actual / predicted
         accepted = rho > group["eta"]
-        _set(params, x + p if accepted else x, g)
+        assign(params, x + p if accepted else x, g)
         if rho < RHO_LOW:
             lam *= group["factor"]
         elif rho > RHO_HIGH:

@@ -37,6 +37,7 @@ from torch.optim import Optimizer
 
 from optlib import _validate
 from optlib.linesearch import strong_wolfe
+from optlib.optim._flat import assign, flat_grad, flatten
 from optlib.stability import NonFiniteLossError
 
 __all__ = ["BFGS", "LBFGS", "LINE_SEARCHES", "bfgs_update", "curvature_ok", "two_loop"]
@@ -144,27 +145,10 @@ class _QuasiNewton(Optimizer):
     def _update(self, s: torch.Tensor, y: torch.Tensor, state: dict) -> None:
         raise NotImplementedError
 
-    # --- flat views of the parameters
-    def _flat_params(self) -> torch.Tensor:
-        return torch.cat([p.detach().reshape(-1) for p in self._params])
-
-    def _flat_grad(self) -> torch.Tensor:
-        return torch.cat([p.grad.detach().reshape(-1) if p.grad is not None else torch.zeros_like(p).reshape(-1)
-                          for p in self._params])
-
-    def _set(self, flat_x: torch.Tensor, flat_grad: torch.Tensor | None = None) -> None:
-        offset = 0
-        for p in self._params:
-            n = p.numel()
-            p.copy_(flat_x[offset:offset + n].view_as(p))
-            if flat_grad is not None:
-                p.grad = flat_grad[offset:offset + n].view_as(p).clone()
-            offset += n
-
     def _evaluate(self, closure) -> tuple[float, torch.Tensor]:
         with torch.enable_grad():
             loss = closure()
-        return float(loss), self._flat_grad()
+        return float(loss), flat_grad(self._params)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -185,7 +169,7 @@ class _QuasiNewton(Optimizer):
             self._init_state(state, sum(p.numel() for p in self._params), self._params[0])
         with torch.enable_grad():
             orig_loss = closure()
-        loss, g = float(orig_loss), self._flat_grad()
+        loss, g = float(orig_loss), flat_grad(self._params)
         evals = 1
         for _ in range(group["max_iter"]):
             if not (math.isfinite(loss) and bool(torch.isfinite(g).all())):
@@ -203,11 +187,11 @@ class _QuasiNewton(Optimizer):
                 d = -g
                 gtd = float(g @ d)
             alpha0 = group["lr"] if self._has_curvature(state) else min(1.0, 1.0 / float(g.abs().sum())) * group["lr"]
-            x = self._flat_params()
+            x = flatten(self._params)
             tried = {}
 
             def phi(alpha):
-                self._set(x + alpha * d)
+                assign(self._params, x + alpha * d)
                 f, grad = self._evaluate(closure)
                 tried[alpha] = (f, grad)
                 return f, float(grad @ d)
@@ -223,12 +207,12 @@ class _QuasiNewton(Optimizer):
                 phi(alpha)
                 evals += 1
             if alpha == 0.0:  # no step decreased the loss enough: stay at x
-                self._set(x, g)
+                assign(self._params, x, g)
                 state["stop_reason"] = "line_search_failed"
                 break
             new_loss, new_g = tried[alpha]
             s = alpha * d
-            self._set(x + s, new_g)
+            assign(self._params, x + s, new_g)
             self._update(s, new_g - g, state)
             state["n_iter"] += 1
             loss_change = abs(new_loss - loss)

@@ -20,6 +20,7 @@ import torch
 from torch.optim import Optimizer
 
 from optlib import _validate
+from optlib.optim._flat import set_grads, split
 from optlib.stability import NonFiniteLossError
 
 __all__ = ["STOP_REASONS", "SHRINK", "GROW", "RHO_LOW", "RHO_HIGH", "SteihaugResult", "steihaug_cg", "update_radius",
@@ -249,10 +250,10 @@ class TrustRegion(Optimizer):
         with torch.no_grad():
             if cg.predicted_reduction <= 0.0:  # g = 0 (or a model that cannot decrease): nothing to try
                 state["rho"], state["accepted"] = float("nan"), False
-                _set_grads(params, g)
+                set_grads(params, g)
                 return loss.detach()
             start = [p.detach().clone() for p in params]
-            for p, dp in zip(params, _split(cg.step, params)):
+            for p, dp in zip(params, split(cg.step, params)):
                 p.add_(dp)
             trial = closure()
             state["evaluations"] += 1
@@ -263,21 +264,7 @@ class TrustRegion(Optimizer):
             if not accepted:  # back to x exactly (x + p − p may differ from x in the last bit)
                 for p, x in zip(params, start):
                     p.copy_(x)
-            _set_grads(params, g)  # after the trial evaluation, whose closure may have zeroed them
+            set_grads(params, g)  # after the trial evaluation, whose closure may have zeroed them
         state["rho"], state["accepted"] = rho, accepted
         state["radius"] = update_radius(radius, rho, hit_boundary, group["max_radius"])
         return loss.detach()
-
-
-def _set_grads(params, flat: torch.Tensor) -> None:
-    for p, gr in zip(params, _split(flat, params)):
-        p.grad = gr
-
-
-def _split(flat: torch.Tensor, params) -> list[torch.Tensor]:
-    """``flat`` cut into tensors shaped like ``params``."""
-    out, offset = [], 0
-    for p in params:
-        out.append(flat[offset:offset + p.numel()].view_as(p).clone())
-        offset += p.numel()
-    return out
