@@ -45,7 +45,7 @@ import torch
 from optlib import _validate
 from optlib.stability import NonFiniteLossError
 
-__all__ = ["CONDITIONS", "AugmentedLagrangian", "KKTReport", "PrimalDual", "Problem", "QuadraticPenalty", "SolveResult",
+__all__ = ["CONDITIONS", "AugmentedLagrangian", "Constraints", "KKTReport", "PrimalDual", "Problem", "QuadraticPenalty", "SolveResult",
            "estimate_multipliers", "kkt_check", "lagrangian", "solve"]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
@@ -334,6 +334,45 @@ class PrimalDual(_Formulation):
         h, g = self._seen(eq, ineq)
         self.eq_multipliers = self.eq_multipliers + self.dual_lr * h
         self.ineq_multipliers = (self.ineq_multipliers + self.dual_lr * g).clamp(min=0)
+
+
+@dataclass
+class Constraints:
+    """Constraints on a model for :func:`optlib.run.train`: ``run.train(..., constraints=Constraints(...))``.
+
+    ``ineq(model)`` returns g ≤ 0 and ``eq(model)`` returns h = 0 (vectors; either may be None),
+    computed from whatever data they close over (e.g. the whole training set and its sensitive
+    attribute). At every step the optimizer minimizes ``formulation.loss(loss, h, g)`` in place of
+    the loss, and after every ``update_every`` steps ``formulation.update()`` moves the
+    multipliers (or the penalty weight) with the constraint values of that step.
+    """
+
+    formulation: "_Formulation"
+    ineq: Callable | None = None
+    eq: Callable | None = None
+    update_every: int = 1
+
+    def __post_init__(self):
+        if not isinstance(self.formulation, _Formulation):
+            raise TypeError("formulation must be QuadraticPenalty, AugmentedLagrangian or PrimalDual, "
+                            f"got {type(self.formulation).__name__}")
+        if self.ineq is None and self.eq is None:
+            raise ValueError("give ineq, eq or both")
+        for name in ("ineq", "eq"):
+            if getattr(self, name) is not None and not callable(getattr(self, name)):
+                raise TypeError(f"{name} must be a function of the model")
+        _validate.positive_int("update_every", self.update_every)
+
+    def loss(self, loss: torch.Tensor, model) -> torch.Tensor:
+        """The formulation's loss for the model's ``loss`` and its constraint values now."""
+        eq = self.eq(model) if self.eq is not None else None
+        ineq = self.ineq(model) if self.ineq is not None else None
+        return self.formulation.loss(loss, eq, ineq)
+
+    def violation(self) -> float:
+        """max(|h|, max(g, 0)) at the last evaluation."""
+        h, g = self.formulation._seen(None, None)
+        return max(float(h.abs().max()) if len(h) else 0.0, float(g.clamp(min=0).max()) if len(g) else 0.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
           epochs: int | None = None, batch_size: int | None = None, eval_every: int | None = None,
           generator: torch.Generator | None = None, scheduler: Callable | None = None,
           clip_grad_norm: float | None = None, drop_last: bool = False, on_nonfinite: str = "raise",
-          progress: bool = False, name: str | None = None, **hyperparams) -> Trace:
+          progress: bool = False, name: str | None = None, constraints=None, **hyperparams) -> Trace:
     """Train ``model`` on ``data`` with ``method(model.parameters(), **hyperparams)``.
 
     Give ``steps`` or ``epochs``; ``batch_size=None`` means full-batch gradient descent.
@@ -221,6 +221,10 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     the gradients to global norm at most c before each step; ``trace.grad_norm`` holds the norms
     before clipping, which is what monitoring needs. ``drop_last=True`` skips the short last
     minibatch of each epoch (whose gradient is noisier than the others').
+    ``constraints=`` an :class:`optlib.constrained.Constraints` trains under constraints: the
+    optimizer minimizes its formulation's loss (``trace.loss`` still records the plain loss) and the
+    multipliers move after the steps; ``trace.metrics`` gains ``violation`` (max(|h|, max(g, 0))) and
+    ``multipliers`` (λ then μ, a list) at every step.
     Training runs where the model's parameters are; the data must be on the same device
     (``data.to(...)`` moves them), else a ``ValueError`` says so before any step.
     """
@@ -240,6 +244,11 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     if clip_grad_norm is not None:
         _validate.positive("clip_grad_norm", clip_grad_norm)
     check_same_device(model, data)
+    if constraints is not None:
+        from optlib.constrained import Constraints
+
+        if not isinstance(constraints, Constraints):
+            raise TypeError(f"constraints must be an optlib.constrained.Constraints, got {type(constraints).__name__}")
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = _build_optimizer(method, params, hyperparams)
     lr_scheduler = scheduler(optimizer) if scheduler is not None else None
@@ -268,8 +277,10 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
             def closure():
                 optimizer.zero_grad()
                 loss = loss_fn(model(X), y)
-                loss.backward()
                 seen.setdefault("loss", loss.item())
+                if constraints is not None and torch.isfinite(loss):  # a NaN loss is the recorder's to report
+                    loss = constraints.loss(loss, model)
+                loss.backward()
                 seen.setdefault("grad_norm", _grad_norm(params))
                 if clip_grad_norm is not None:
                     clip_grad_norm_(params, clip_grad_norm)
@@ -282,6 +293,12 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
             bar.update(1)
             if not recorder.record(step - 1, seen["loss"], seen["grad_norm"], lr):
                 break
+            if constraints is not None:
+                trace.metrics.setdefault("violation", []).append((step - 1, constraints.violation()))
+                if step % constraints.update_every == 0:
+                    constraints.formulation.update()
+                lam, mu = constraints.formulation.multipliers()
+                trace.metrics.setdefault("multipliers", []).append((step - 1, torch.cat([lam, mu]).tolist()))
             if lr_scheduler is not None:
                 lr_scheduler.step()
             if step >= total:
