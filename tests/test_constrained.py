@@ -146,15 +146,26 @@ def test_cooper_finds_the_same_solution_and_multiplier():
 
 def test_the_quadratic_penalty_misses_by_one_over_the_weight_and_ill_conditions():
     case = CASES["x2_x_ge_1"]
-    errors, conditions = [], []
-    for weight in (1e1, 1e2, 1e3, 1e4):
+    weights = [1e1, 1e2, 1e3, 1e4]
+    errors = []
+    for weight in weights:
         result = solve(case.problem, QuadraticPenalty(weight, growth=1.0), case.x0, outer_steps=1, tol=1e-12)
         errors.append(1.0 - float(result.x))  # minimizer of x^2 + w/2 (1 - x)^2: x = w / (2 + w)
-        conditions.append((2 + weight) / 2)  # Hessian of the penalized loss over that of the objective
-    for weight, error in zip((1e1, 1e2, 1e3, 1e4), errors):
+    for weight, error in zip(weights, errors):
         assert error == pytest.approx(2 / (2 + weight), rel=1e-6)
-    slope = np.polyfit(np.log10([1e1, 1e2, 1e3, 1e4]), np.log10(errors), 1)[0]
+    slope = np.polyfit(np.log10(weights), np.log10(errors), 1)[0]
     assert slope == pytest.approx(-1.0, abs=0.05)
+
+    # min x1^2 + 2 x2^2 s.t. x1 + x2 = 1: the penalized Hessian diag(2, 4) + w 11^T has condition number ~ w
+    problem = Problem(lambda x: x[0] ** 2 + 2 * x[1] ** 2, equalities=lambda x: (x.sum() - 1).reshape(1))
+    conditions = []
+    for weight in weights:
+        penalty = QuadraticPenalty(weight, growth=1.0)
+        hessian = torch.autograd.functional.hessian(lambda x: penalty.loss(*problem.values(x)),
+                                                    torch.tensor([0.6, 0.3], dtype=F64))
+        conditions.append(float(torch.linalg.cond(hessian)))
+    slope = np.polyfit(np.log10(weights), np.log10(conditions), 1)[0]
+    assert slope == pytest.approx(1.0, abs=0.1) and conditions[-1] / conditions[0] > 300
 
 
 @pytest.mark.parametrize("point, multiplier, violated", [
