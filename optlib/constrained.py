@@ -32,23 +32,27 @@ vector x and for the parameters of an ``nn.Module``:
 
 :func:`solve` runs any of them on a :class:`Problem` of a vector x (L-BFGS or gradient steps
 on the primal), and :func:`estimate_multipliers` recovers multipliers from a point alone (e.g.
-after projected gradient, :mod:`optlib.projections`).
+after projected gradient, :mod:`optlib.projections`). :func:`slsqp` is the reference: SciPy's
+SLSQP on the same :class:`Problem`, its multipliers converted to the signs above.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, NamedTuple
 
+import numpy as np
 import torch
 
 from optlib import _validate
 from optlib.stability import NonFiniteLossError
 
-__all__ = ["CONDITIONS", "AugmentedLagrangian", "Constraints", "KKTReport", "PrimalDual", "Problem", "QuadraticPenalty", "SolveResult",
-           "estimate_multipliers", "kkt_check", "lagrangian", "solve"]
+__all__ = ["CONDITIONS", "AugmentedLagrangian", "Constraints", "DualPath", "KKTReport", "PrimalDual", "Problem", "QuadraticPenalty",
+           "SlsqpResult", "SolveResult",
+           "estimate_multipliers", "kkt_check", "lagrangian", "primal_dual_path", "slsqp", "solve"]
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
+F64 = torch.float64
 #: The four KKT conditions, in the order reports list them.
 CONDITIONS = ("stationarity", "primal feasibility", "dual feasibility", "complementary slackness")
 
@@ -197,6 +201,74 @@ def kkt_check(problem: Problem, x: torch.Tensor, eq_multipliers=None, ineq_multi
         "complementary slackness": largest((mu * g).abs()),
     }
     return KKTReport(residuals, tol, lam, mu)
+
+
+# ---------------------------------------------------------------------------------------------
+# the reference solver
+
+
+class SlsqpResult(tuple):
+    """``(x, eq_multipliers, ineq_multipliers)`` in optlib's signs, with SciPy's ``result`` attached."""
+
+    result: object
+
+    def __new__(cls, x, lam, mu, result):
+        self = super().__new__(cls, (x, lam, mu))
+        self.result = result
+        return self
+
+
+def slsqp(problem: Problem, x0, *, ftol: float = 1e-10, maxiter: int = 500, tol: float = 1e-6) -> SlsqpResult:
+    """SciPy's SLSQP on ``problem`` from ``x0``: ``x, lam, mu = slsqp(problem, x0)`` (float64 tensors).
+
+    The objective's gradient and the constraints' Jacobians come from autograd, not finite differences.
+
+    SLSQP wants inequalities as c(x) ≥ 0, so it is given −g; its Lagrangian is f − λᵀh − μᵀc,
+    so its equality multipliers are the negatives of optlib's (L = f + λᵀh + μᵀg) and its
+    inequality multipliers equal optlib's. ``.result`` holds SciPy's ``OptimizeResult``.
+
+    SLSQP sometimes stops with "Positive directional derivative for linesearch" when it cannot
+    improve a point that already solves the problem to far better than ``ftol`` allows; such a
+    result is accepted when every KKT residual (with SLSQP's multipliers) is at most ``tol``.
+    Any other failure raises ``RuntimeError``.
+    """
+    from scipy.optimize import minimize
+
+    x0 = torch.as_tensor(x0, dtype=F64).reshape(-1)
+
+    def numpy_fn(fn, sign=1.0):
+        return lambda v: sign * fn(torch.tensor(v, dtype=F64)).detach().reshape(-1).numpy()
+
+    # exact derivatives (finite differences would cap the accuracy near 1e-8), copied into fresh arrays:
+    # autograd may return expanded views (the gradient of a sum has stride 0)
+    def numpy_jacobian(fn, sign=1.0):
+        return lambda v: sign * np.array(torch.autograd.functional.jacobian(
+            lambda x: fn(x).reshape(-1), torch.tensor(v, dtype=F64)).numpy(), dtype=np.float64)
+
+    def objective_and_gradient(v):
+        x = torch.tensor(v, dtype=F64, requires_grad=True)
+        f = problem.objective(x)
+        gradient = torch.autograd.grad(f, x, allow_unused=True)[0] if f.requires_grad else None
+        gradient = np.zeros_like(v) if gradient is None else np.array(gradient.numpy(), dtype=np.float64)
+        return float(f.detach()), gradient
+
+    constraints = []
+    m = 0
+    if problem.equalities is not None:
+        constraints.append(dict(type="eq", fun=numpy_fn(problem.equalities), jac=numpy_jacobian(problem.equalities)))
+        m = len(problem.values(x0)[1])
+    if problem.inequalities is not None:
+        constraints.append(dict(type="ineq", fun=numpy_fn(problem.inequalities, -1.0),
+                                jac=numpy_jacobian(problem.inequalities, -1.0)))
+    result = minimize(objective_and_gradient, x0.numpy(), jac=True, method="SLSQP", constraints=constraints,
+                      options=dict(ftol=ftol, maxiter=maxiter))
+    if getattr(result, "multipliers", None) is None:
+        raise RuntimeError("this SciPy does not report SLSQP's multipliers (result.multipliers): SciPy >= 1.15 does")
+    multipliers = torch.tensor(np.asarray(result.multipliers, dtype=np.float64).reshape(-1), dtype=F64)
+    x, lam, mu = torch.tensor(result.x, dtype=F64), -multipliers[:m], multipliers[m:]
+    if not result.success and not kkt_check(problem, x, lam, mu, tol=tol).satisfied:
+        raise RuntimeError(f"SLSQP failed on {problem.name}: {result.message}")
+    return SlsqpResult(x, lam, mu, result)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -452,3 +524,58 @@ def solve(problem: Problem, formulation: _Formulation, x0: torch.Tensor, *, oute
             break
     lam, mu = formulation.multipliers()
     return SolveResult(x, lam, mu, report, len(history), history)
+
+
+# ---------------------------------------------------------------------------------------------
+# primal-dual descent-ascent step by step, for a problem of a vector x
+
+
+class DualPath(NamedTuple):
+    """What :func:`primal_dual_path` returns: the iterates, the multipliers and the violations.
+
+    ``path`` has shape (k + 1, d): x_0 … x_k; ``multipliers`` (k, m + p): (λ, μ) after each of the
+    k updates; ``violations`` (k,): max(|h|, max(g, 0)) at x_0 … x_{k-1}, where each update read
+    the constraints. ``stopped`` says why the run ended early (a non-finite value), else None.
+    """
+
+    path: torch.Tensor
+    multipliers: torch.Tensor
+    violations: torch.Tensor
+    stopped: str | None = None
+
+
+def primal_dual_path(problem: Problem, x0, *, lr: float, dual_lr: float, steps: int) -> DualPath:
+    r"""Simultaneous gradient descent-ascent on the Lagrangian of ``problem`` from ``x0``, multipliers from 0.
+
+    Each step computes L(x_k, λ_k, μ_k) = f + λᵀh + μᵀg at x_k, takes x_{k+1} = x_k − α∇ₓL (α = ``lr``)
+    and moves the multipliers with the constraint values at x_k: λ ← λ + ηh, μ ← max(0, μ + ηg)
+    (η = ``dual_lr``): :class:`PrimalDual` driven by plain gradient steps, which is
+    what ``run.train(..., constraints=Constraints(PrimalDual(η), ...))`` does with SGD. A run that
+    reaches a non-finite value stops there (``stopped`` says so).
+    """
+    _validate.positive("lr", lr)
+    _validate.positive_int("steps", steps)
+    formulation = PrimalDual(dual_lr=dual_lr)
+    x = torch.as_tensor(x0, dtype=F64).detach().clone().reshape(-1).requires_grad_(True)
+    optimizer = torch.optim.SGD([x], lr=lr)
+    path, multipliers, violations, stopped = [x.detach().clone()], [], [], None
+    for _ in range(steps):
+        optimizer.zero_grad()
+        try:
+            f, h, g = problem.values(x)
+        except NonFiniteLossError:
+            stopped = f"non-finite values after {len(multipliers)} steps"
+            break
+        formulation.loss(f, h, g).backward()
+        optimizer.step()
+        formulation.update()
+        h, g = h.detach(), g.detach()
+        violations.append(max(float(h.abs().max()) if len(h) else 0.0, float(g.clamp(min=0).max()) if len(g) else 0.0))
+        multipliers.append(torch.cat(formulation.multipliers()))
+        path.append(x.detach().clone())
+        if not torch.isfinite(path[-1]).all():
+            stopped = f"non-finite iterate after {len(multipliers)} steps"
+            break
+    width = len(multipliers[0]) if multipliers else 0
+    return DualPath(torch.stack(path), torch.stack(multipliers) if multipliers else torch.zeros(0, width, dtype=F64),
+                    torch.tensor(violations, dtype=F64), stopped)

@@ -19,10 +19,15 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 
 from optlib import _validate
+from optlib.constrained import AugmentedLagrangian, Constraints
 
-__all__ = ["FairDataset", "biased_lending", "parity_constraints", "parity_gap"]
+F64 = torch.float64
+
+__all__ = ["FairDataset", "biased_lending", "fit_parity", "parity_constraint", "parity_constraints", "parity_gap",
+           "parity_report"]
 
 
 class FairDataset(NamedTuple):
@@ -42,7 +47,7 @@ class FairDataset(NamedTuple):
 
 
 def _sample(n: int, generator: torch.Generator, bias: float, proxy_noise: float, dtype):
-    s = (torch.rand(n, generator=generator) < 0.5).long()
+    s = (torch.rand(n, generator=generator, dtype=torch.float32) < 0.5).long()  # whatever the default dtype
     merit = torch.randn(n, generator=generator, dtype=dtype)
     proxy = s.to(dtype) + proxy_noise * torch.randn(n, generator=generator, dtype=dtype)
     noise = torch.randn(n, 2, generator=generator, dtype=dtype)
@@ -83,3 +88,70 @@ def parity_constraints(gap: torch.Tensor, slack: float) -> torch.Tensor:
     """|gap| ≤ slack as the inequalities (gap − slack, −gap − slack) ≤ 0."""
     slack = _validate.at_least("slack", slack, 0.0)
     return torch.stack([gap - slack, -gap - slack])
+
+
+# ---------------------------------------------------------------------------------------------
+# training under the constraint
+
+
+def parity_constraint(data, slack: float):
+    """The function ``model -> g`` of ``Constraints(ineq=...)`` for |gap| ≤ ``slack`` on ``data``'s training set.
+
+    The gap is the smooth one, E[P(yes) | s = 1] − E[P(yes) | s = 0] with P(yes) the softmax
+    probability of class 1 (see the module docstring).
+    """
+    _validate.at_least("slack", slack, 0.0)
+
+    def parity(model):
+        q = torch.softmax(model(data.X_train), dim=1)[:, 1]
+        return parity_constraints(parity_gap(q, data.s_train), slack)
+
+    return parity
+
+
+def fit_parity(data, slack: float | None = None, formulation=None, *, steps: int = 10, max_iter: int = 20,
+               seed: int = 0):
+    """A linear classifier of ``data`` (:func:`biased_lending`) fitted by L-BFGS in float64.
+
+    ``slack=None`` fits without a constraint; otherwise under |gap| ≤ ``slack`` with ``formulation``
+    (default ``AugmentedLagrangian(penalty=20)``), one multiplier update after each of the
+    ``steps`` L-BFGS steps of ``max_iter`` iterations. The weights start from ``seed``. Returns the
+    model and the :class:`optlib.run.Trace`.
+    """
+    from optlib import models, run
+    from optlib.data import Dataset
+    from optlib.optim.quasi_newton import LBFGS
+
+    model = models.LinearClassifier(data.X_train.shape[1], 2, dtype=data.X_train.dtype,
+                                    generator=torch.Generator().manual_seed(seed))
+    dataset = Dataset(data.X_train, data.y_train, data.X_test, data.y_test)
+    constraints = None
+    if slack is not None:
+        formulation = formulation if formulation is not None else AugmentedLagrangian(penalty=20.0)
+        constraints = Constraints(formulation, ineq=parity_constraint(data, slack))
+    elif formulation is not None:
+        raise ValueError("a formulation needs a slack")
+    trace = run.train(model, F.cross_entropy, dataset, LBFGS, steps=steps, constraints=constraints,
+                      max_iter=max_iter, tolerance_grad=1e-10, tolerance_change=0.0)
+    return model, trace
+
+
+def parity_report(model, data) -> dict[str, float]:
+    """Accuracy and parity gaps of ``model`` on ``data``'s training and test sets.
+
+    Keys: ``acc_train``, ``acc_test`` (hard decisions), ``gap_train``, ``gap_test`` (smooth gap of
+    P(yes)), ``hard_gap_train``, ``hard_gap_test`` (gap of the 0/1 decisions), ``rates_train``
+    (P(yes) in group 0 and in group 1, smooth).
+    """
+    report = {}
+    with torch.no_grad():
+        for part in ("train", "test"):
+            X, y, s = (getattr(data, f"{name}_{part}") for name in ("X", "y", "s"))
+            scores = model(X)
+            q, decisions = torch.softmax(scores, 1)[:, 1], scores.argmax(1)
+            report[f"acc_{part}"] = float((decisions == y).to(F64).mean())
+            report[f"gap_{part}"] = float(parity_gap(q, s))
+            report[f"hard_gap_{part}"] = float(parity_gap(decisions.to(F64), s))
+            if part == "train":
+                report["rates_train"] = (float(q[s == 0].mean()), float(q[s == 1].mean()))
+    return report

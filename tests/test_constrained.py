@@ -7,38 +7,22 @@ import torch
 
 from constrained_problems import F64, cases
 from optlib.constrained import (AugmentedLagrangian, PrimalDual, Problem, QuadraticPenalty, estimate_multipliers,
-                                kkt_check, lagrangian, solve)
+                                kkt_check, lagrangian, slsqp, solve)
 from optlib.projections import Projected, project_box, project_l1_ball, project_l2_ball, project_simplex
 from optlib.stability import NonFiniteLossError
 
 CASES = cases()
 
 
-def _numpy_fn(fn):
-    return lambda x: fn(torch.tensor(x, dtype=F64)).detach().numpy()
-
-
-def slsqp(case):
-    """SLSQP's solution and multipliers in optlib's sign convention (its equality multipliers are negated)."""
-    from scipy.optimize import minimize
-
-    p = case.problem
-    constraints = []
-    if p.equalities is not None:
-        constraints.append(dict(type="eq", fun=_numpy_fn(p.equalities)))
-    if p.inequalities is not None:
-        constraints.append(dict(type="ineq", fun=lambda x, g=_numpy_fn(p.inequalities): -g(x)))
-    result = minimize(_numpy_fn(p.objective), case.x0.numpy(), method="SLSQP", constraints=constraints,
-                      options=dict(ftol=1e-15, maxiter=1000))
-    assert result.success, result.message
-    m = len(p.values(case.x0)[1])
-    multipliers = np.asarray(result.multipliers)
-    return torch.tensor(result.x), -torch.tensor(multipliers[:m]), torch.tensor(multipliers[m:])
+def slsqp_reference(case):
+    """SLSQP's solution and multipliers, in optlib's sign convention (optlib.constrained.slsqp converts them)."""
+    x, lam, mu = slsqp(case.problem, case.x0, ftol=1e-15, maxiter=1000)
+    return x, lam, mu
 
 
 @pytest.fixture(scope="module")
 def references():
-    return {name: slsqp(case) for name, case in CASES.items()}
+    return {name: slsqp_reference(case) for name, case in CASES.items()}
 
 
 def test_slsqp_gives_the_known_answers(references):
@@ -274,3 +258,25 @@ def test_bad_input_is_refused_with_a_clear_error():
         form.loss(torch.tensor(1.0), ineq=torch.zeros(3))
     with pytest.raises(RuntimeError, match="before any loss"):
         PrimalDual().update()
+
+
+def test_slsqp_returns_multipliers_in_optlibs_signs():
+    x, lam, mu = slsqp(Problem(lambda x: (x**2).sum(), inequalities=lambda x: 1 - x), [3.0])
+    torch.testing.assert_close(torch.cat([x, mu]), torch.tensor([1.0, 2.0], dtype=F64), atol=1e-6, rtol=0)
+    assert lam.shape == (0,)
+    # an equality: min x1 + x2 on the circle of radius sqrt(2) is (-1, -1) with lambda = +1/2 in L = f + lambda h
+    circle = Problem(lambda x: x.sum(), equalities=lambda x: (x @ x - 2).reshape(1))
+    x, lam, mu = slsqp(circle, [1.0, 0.0])
+    torch.testing.assert_close(x, torch.tensor([-1.0, -1.0], dtype=F64), atol=1e-6, rtol=0)
+    torch.testing.assert_close(lam, torch.tensor([0.5], dtype=F64), atol=1e-6, rtol=0)
+    assert kkt_check(circle, x, lam).satisfied
+    both = Problem(lambda x: (x[0] - 2) ** 2 + (x[1] - 1) ** 2, equalities=lambda x: (x[0] + x[1] - 2).reshape(1),
+                   inequalities=lambda x: (x[0] ** 2 - x[1]).reshape(1))
+    result = slsqp(both, torch.zeros(2, dtype=F64))
+    x, lam, mu = result
+    torch.testing.assert_close(torch.cat([x, lam, mu]), torch.tensor([1, 1, 2 / 3, 2 / 3], dtype=F64), atol=1e-6,
+                               rtol=0)
+    assert kkt_check(both, x, lam, mu).satisfied and result.result.fun == pytest.approx(1.0)
+    infeasible = Problem(lambda x: (x**2).sum(), inequalities=lambda x: torch.stack([1 - x[0], x[0] - 0.0]))
+    with pytest.raises(RuntimeError, match="SLSQP failed"):
+        slsqp(infeasible, [0.5])

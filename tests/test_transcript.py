@@ -229,3 +229,20 @@ def test_replay_never_unpickles():
     text = open(source).read()
     assert "pickle" not in text.replace("unpickled", "").replace("never unpickle", "")
     assert "eval(" not in text and "exec(" not in text
+
+
+def test_callbacks_called_inside_torch_func_transforms_replay_to_the_same_verdict():
+    """A learner's torch.func.grad of a function the test hands over calls it with tensors that have no storage."""
+    def test(ns):
+        gradient = require(ns, "gradient", "callable")
+        A = torch.tensor([[2.0, 1.0], [1.0, 3.0]], dtype=torch.float64)
+
+        def f(x):
+            return 0.5 * x @ A @ x
+
+        x = torch.tensor([1.0, -1.0], dtype=torch.float64)
+        expect_close(gradient(f, x), A @ x, what="gradient(f, x)")
+
+    assert _same(test, {"gradient": lambda f, x: torch.func.grad(f)(x)})[0].passed
+    result, _ = _same(test, {"gradient": lambda f, x: torch.func.grad(f)(2 * x)})
+    assert result.earned == 0

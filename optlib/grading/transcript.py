@@ -165,7 +165,10 @@ class _Session:
         if not self.records:
             return None
         if isinstance(obj, torch.Tensor):
-            return (_tensor_bytes(obj), obj.requires_grad, tuple(obj.shape), obj.dtype)
+            try:
+                return (_tensor_bytes(obj), obj.requires_grad, tuple(obj.shape), obj.dtype)
+            except TranscriptError:  # inside a torch.func transform: looked at again after it
+                return _UNTRACKABLE
         if isinstance(obj, torch.Generator):
             return bytes(obj.get_state().numpy().tobytes())
         try:
@@ -348,7 +351,12 @@ def _items(data) -> list:
 
 
 def _tensor_bytes(t: torch.Tensor) -> bytes:
-    t = t.detach().cpu().contiguous()
+    try:
+        t = t.detach().cpu().contiguous()
+        if t.dtype != torch.bfloat16:
+            return t.numpy().tobytes()
+    except RuntimeError as err:  # a tensor inside a torch.func transform has no storage to read
+        raise TranscriptError(f"a tensor whose data cannot be read: {str(err)[:80]}") from None
     if t.dtype == torch.bfloat16:
         t = t.view(torch.int16)
     return t.numpy().tobytes()
