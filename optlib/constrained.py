@@ -47,7 +47,7 @@ import torch
 from optlib import _validate
 from optlib.stability import NonFiniteLossError
 
-__all__ = ["CONDITIONS", "AugmentedLagrangian", "Constraints", "DualPath", "KKTReport", "PrimalDual", "Problem", "QuadraticPenalty",
+__all__ = ["CONDITIONS", "AugmentedLagrangian", "Constraints", "DualPath", "Formulation", "KKTReport", "PrimalDual", "Problem", "QuadraticPenalty",
            "SlsqpResult", "SolveResult",
            "estimate_multipliers", "kkt_check", "lagrangian", "primal_dual_path", "slsqp", "solve"]
 
@@ -180,8 +180,8 @@ def kkt_check(problem: Problem, x: torch.Tensor, eq_multipliers=None, ineq_multi
     """Each KKT condition's residual at (x, λ, μ), with the failing ones named (``report.violated``).
 
     Without multipliers, :func:`estimate_multipliers` supplies them. Residuals: stationarity
-    ‖∇ₓL‖∞; primal feasibility max(|h|, max(g, 0)); dual feasibility max(−μ, 0); complementary
-    slackness max |μ_i g_i|.
+    ‖∇ₓL‖∞; primal feasibility max(abs(h), max(g, 0)); dual feasibility max(−μ, 0);
+    complementary slackness max abs(μ_i g_i).
     """
     tol = _validate.positive("tol", tol)
     _, h, g, grad_f, jac_h, jac_g = _jacobians(problem, x)
@@ -225,7 +225,10 @@ def slsqp(problem: Problem, x0, *, ftol: float = 1e-10, maxiter: int = 500, tol:
 
     SLSQP wants inequalities as c(x) ≥ 0, so it is given −g; its Lagrangian is f − λᵀh − μᵀc,
     so its equality multipliers are the negatives of optlib's (L = f + λᵀh + μᵀg) and its
-    inequality multipliers equal optlib's. ``.result`` holds SciPy's ``OptimizeResult``.
+    inequality multipliers equal optlib's. ``.result`` holds SciPy's ``OptimizeResult``. SciPy
+    reports the multipliers from version 1.15 on; with an older SciPy they are computed from
+    stationarity at SLSQP's point (:func:`estimate_multipliers`), which agrees with them to the
+    accuracy of that point.
 
     SLSQP sometimes stops with "Positive directional derivative for linesearch" when it cannot
     improve a point that already solves the problem to far better than ``ftol`` allows; such a
@@ -262,10 +265,12 @@ def slsqp(problem: Problem, x0, *, ftol: float = 1e-10, maxiter: int = 500, tol:
                                 jac=numpy_jacobian(problem.inequalities, -1.0)))
     result = minimize(objective_and_gradient, x0.numpy(), jac=True, method="SLSQP", constraints=constraints,
                       options=dict(ftol=ftol, maxiter=maxiter))
-    if getattr(result, "multipliers", None) is None:
-        raise RuntimeError("this SciPy does not report SLSQP's multipliers (result.multipliers): SciPy >= 1.15 does")
-    multipliers = torch.tensor(np.asarray(result.multipliers, dtype=np.float64).reshape(-1), dtype=F64)
-    x, lam, mu = torch.tensor(result.x, dtype=F64), -multipliers[:m], multipliers[m:]
+    x = torch.tensor(result.x, dtype=F64)
+    if getattr(result, "multipliers", None) is not None:
+        multipliers = torch.tensor(np.asarray(result.multipliers, dtype=np.float64).reshape(-1), dtype=F64)
+        lam, mu = -multipliers[:m], multipliers[m:]
+    else:  # SciPy < 1.15 (Colab's in 2026) does not report them: stationarity at SLSQP's point gives them
+        lam, mu = estimate_multipliers(problem, x, active_tol=tol)
     if not result.success and not kkt_check(problem, x, lam, mu, tol=tol).satisfied:
         raise RuntimeError(f"SLSQP failed on {problem.name}: {result.message}")
     return SlsqpResult(x, lam, mu, result)
@@ -275,8 +280,10 @@ def slsqp(problem: Problem, x0, *, ftol: float = 1e-10, maxiter: int = 500, tol:
 # formulations: a loss for the primal optimizer and an update of the multipliers (or weight)
 
 
-class _Formulation:
-    """Holds the multipliers, created on the first ``loss`` call from the shapes of h and g."""
+class Formulation:
+    """The base of the formulations: holds the multipliers, created on the first ``loss`` call from the shapes of
+    h and g. Subclasses define ``loss(f, eq, ineq)`` and ``update(eq, ineq)``.
+    """
 
     def __init__(self):
         self.eq_multipliers: torch.Tensor | None = None
@@ -316,11 +323,11 @@ class _Formulation:
         return self.eq_multipliers.clone(), self.ineq_multipliers.clone()
 
 
-class QuadraticPenalty(_Formulation):
+class QuadraticPenalty(Formulation):
     """f + (w/2)(‖h‖² + ‖max(g, 0)‖²); ``update()`` multiplies w by ``growth`` (up to ``max_weight``).
 
     Its minimizer for a fixed w violates an active constraint by about λ*/w; w h and
-    w max(g, 0) there estimate the multipliers (what :meth:`multipliers` returns).
+    w max(g, 0) there estimate the multipliers (what :meth:`Formulation.multipliers` returns).
     """
 
     def __init__(self, weight: float = 1.0, growth: float = 10.0, max_weight: float = 1e12):
@@ -343,7 +350,7 @@ class QuadraticPenalty(_Formulation):
         self.weight = min(self.weight * self.growth, self.max_weight)
 
 
-class AugmentedLagrangian(_Formulation):
+class AugmentedLagrangian(Formulation):
     r"""The method of multipliers: minimize L_ρ, then λ ← λ + ρh, μ ← max(0, μ + ρg).
 
     .. math::
@@ -383,7 +390,7 @@ class AugmentedLagrangian(_Formulation):
         self._infeasibility = infeasibility
 
 
-class PrimalDual(_Formulation):
+class PrimalDual(Formulation):
     """Gradient descent-ascent on L: the loss is L(x, λ, μ); ``update()`` is λ ← λ + ηh, μ ← max(0, μ + ηg).
 
     η is ``dual_lr``; the primal step is whatever optimizer minimizes the loss. Called after
@@ -419,13 +426,13 @@ class Constraints:
     multipliers (or the penalty weight) with the constraint values of that step.
     """
 
-    formulation: "_Formulation"
+    formulation: "Formulation"
     ineq: Callable | None = None
     eq: Callable | None = None
     update_every: int = 1
 
     def __post_init__(self):
-        if not isinstance(self.formulation, _Formulation):
+        if not isinstance(self.formulation, Formulation):
             raise TypeError("formulation must be QuadraticPenalty, AugmentedLagrangian or PrimalDual, "
                             f"got {type(self.formulation).__name__}")
         if self.ineq is None and self.eq is None:
@@ -442,7 +449,7 @@ class Constraints:
         return self.formulation.loss(loss, eq, ineq)
 
     def violation(self) -> float:
-        """max(|h|, max(g, 0)) at the last evaluation."""
+        """max(abs(h), max(g, 0)) at the last evaluation."""
         h, g = self.formulation._seen(None, None)
         return max(float(h.abs().max()) if len(h) else 0.0, float(g.clamp(min=0).max()) if len(g) else 0.0)
 
@@ -490,7 +497,7 @@ def _primal_steps(problem, formulation, x, inner, steps, lr, tol):
     return x.detach()
 
 
-def solve(problem: Problem, formulation: _Formulation, x0: torch.Tensor, *, outer_steps: int = 50,
+def solve(problem: Problem, formulation: Formulation, x0: torch.Tensor, *, outer_steps: int = 50,
           inner: str = "lbfgs", inner_steps: int = 200, lr: float = 0.1, tol: float = 1e-8) -> SolveResult:
     """Alternate a primal minimization of ``formulation.loss`` with ``formulation.update()``.
 
@@ -501,7 +508,7 @@ def solve(problem: Problem, formulation: _Formulation, x0: torch.Tensor, *, oute
     ``outer_steps`` updates or as soon as every KKT residual is ≤ ``tol`` (checked with the
     formulation's multipliers).
     """
-    if not isinstance(formulation, _Formulation):
+    if not isinstance(formulation, Formulation):
         raise TypeError(f"formulation must be QuadraticPenalty, AugmentedLagrangian or PrimalDual, "
                         f"got {type(formulation).__name__}")
     _validate.one_of("inner", inner, ("lbfgs", "gd"))
@@ -534,7 +541,7 @@ class DualPath(NamedTuple):
     """What :func:`primal_dual_path` returns: the iterates, the multipliers and the violations.
 
     ``path`` has shape (k + 1, d): x_0 … x_k; ``multipliers`` (k, m + p): (λ, μ) after each of the
-    k updates; ``violations`` (k,): max(|h|, max(g, 0)) at x_0 … x_{k-1}, where each update read
+    k updates; ``violations`` (k,): max(abs(h), max(g, 0)) at x_0 … x_{k-1}, where each update read
     the constraints. ``stopped`` says why the run ended early (a non-finite value), else None.
     """
 

@@ -9,9 +9,9 @@ logits. The features given to a model are (m, p, noise, noise): s itself is with
 proxy lets a model recover it, so an unconstrained classifier learns the bias.
 
 **Demographic parity** asks that the rate of positive decisions be the same in both groups:
-D = P(ŷ = 1 | s = 1) − P(ŷ = 1 | s = 0) = 0, relaxed to |D| ≤ ε (the *slack*). For a classifier
+D = P(ŷ = 1 | s = 1) − P(ŷ = 1 | s = 0) = 0, relaxed to abs(D) ≤ ε (the *slack*). For a classifier
 that predicts 1 with probability q(x) = σ(score), D = E[q | s = 1] − E[q | s = 0] is a smooth
-function of the parameters, and |D| ≤ ε is the two inequalities D − ε ≤ 0 and −D − ε ≤ 0
+function of the parameters, and abs(D) ≤ ε is the two inequalities D − ε ≤ 0 and −D − ε ≤ 0
 (:func:`parity_constraints`), ready for :mod:`optlib.constrained`.
 """
 from __future__ import annotations
@@ -85,7 +85,7 @@ def parity_gap(decisions: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
 
 
 def parity_constraints(gap: torch.Tensor, slack: float) -> torch.Tensor:
-    """|gap| ≤ slack as the inequalities (gap − slack, −gap − slack) ≤ 0."""
+    """abs(gap) ≤ slack as the inequalities (gap − slack, −gap − slack) ≤ 0."""
     slack = _validate.at_least("slack", slack, 0.0)
     return torch.stack([gap - slack, -gap - slack])
 
@@ -95,7 +95,7 @@ def parity_constraints(gap: torch.Tensor, slack: float) -> torch.Tensor:
 
 
 def parity_constraint(data, slack: float):
-    """The function ``model -> g`` of ``Constraints(ineq=...)`` for |gap| ≤ ``slack`` on ``data``'s training set.
+    """The function ``model -> g`` of ``Constraints(ineq=...)`` for abs(gap) ≤ ``slack`` on ``data``'s training set.
 
     The gap is the smooth one, E[P(yes) | s = 1] − E[P(yes) | s = 0] with P(yes) the softmax
     probability of class 1 (see the module docstring).
@@ -113,7 +113,7 @@ def fit_parity(data, slack: float | None = None, formulation=None, *, steps: int
                seed: int = 0):
     """A linear classifier of ``data`` (:func:`biased_lending`) fitted by L-BFGS in float64.
 
-    ``slack=None`` fits without a constraint; otherwise under |gap| ≤ ``slack`` with ``formulation``
+    ``slack=None`` fits without a constraint; otherwise under abs(gap) ≤ ``slack`` with ``formulation``
     (default ``AugmentedLagrangian(penalty=20)``), one multiplier update after each of the
     ``steps`` L-BFGS steps of ``max_iter`` iterations. The weights start from ``seed``. Returns the
     model and the :class:`optlib.run.Trace`.

@@ -223,7 +223,7 @@ def train(model: nn.Module, loss_fn: Callable, data: Dataset, method, *, steps: 
     minibatch of each epoch (whose gradient is noisier than the others').
     ``constraints=`` an :class:`optlib.constrained.Constraints` trains under constraints: the
     optimizer minimizes its formulation's loss (``trace.loss`` still records the plain loss) and the
-    multipliers move after the steps; ``trace.metrics`` gains ``violation`` (max(|h|, max(g, 0))) and
+    multipliers move after the steps; ``trace.metrics`` gains ``violation`` (max(abs(h), max(g, 0))) and
     ``multipliers`` (λ then μ, a list) at every step.
     Training runs where the model's parameters are; the data must be on the same device
     (``data.to(...)`` moves them), else a ``ValueError`` says so before any step.

@@ -280,3 +280,27 @@ def test_slsqp_returns_multipliers_in_optlibs_signs():
     infeasible = Problem(lambda x: (x**2).sum(), inequalities=lambda x: torch.stack([1 - x[0], x[0] - 0.0]))
     with pytest.raises(RuntimeError, match="SLSQP failed"):
         slsqp(infeasible, [0.5])
+
+
+def test_slsqp_computes_the_multipliers_when_scipy_does_not_report_them(monkeypatch):
+    """SciPy < 1.15 (Colab's scipy 1.13) has no result.multipliers: stationarity at SLSQP's point gives them."""
+    import scipy.optimize
+
+    minimize = scipy.optimize.minimize
+
+    def old_minimize(*args, **kwargs):
+        result = minimize(*args, **kwargs)
+        del result["multipliers"]
+        return result
+
+    for name in ("x2_x_ge_1", "parabola_line", "random_qp", "simplex_qp"):
+        case = CASES[name]
+        x, lam, mu = slsqp(case.problem, case.x0, ftol=1e-15, maxiter=1000)
+        monkeypatch.setattr(scipy.optimize, "minimize", old_minimize)
+        old = slsqp(case.problem, case.x0, ftol=1e-15, maxiter=1000)
+        monkeypatch.setattr(scipy.optimize, "minimize", minimize)
+        assert "multipliers" not in old.result
+        x_old, lam_old, mu_old = old
+        torch.testing.assert_close(x_old, x, rtol=0, atol=0)
+        torch.testing.assert_close(lam_old, lam, rtol=0, atol=1e-6)
+        torch.testing.assert_close(mu_old, mu, rtol=0, atol=1e-6)

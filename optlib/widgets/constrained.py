@@ -24,7 +24,9 @@ from optlib.widgets import dropdown, float_slider, int_slider, interactive, log_
 __all__ = ["FORMULATIONS", "draw_constrained", "draw_dual_step", "draw_parity", "dual_step_widget", "parity_widget"]
 
 F64 = torch.float64
-#: The formulations the parity widget offers, by the name the menu shows.
+#: The formulations the parity widget offers, by the name the menu shows: weight -> formulation.
+#:
+#: :meta hide-value:
 FORMULATIONS = {"augmented Lagrangian": lambda weight: AugmentedLagrangian(penalty=weight),
                 "quadratic penalty": lambda weight: QuadraticPenalty(weight=weight, growth=1.0)}
 
@@ -84,7 +86,7 @@ def _settled(values: torch.Tensor, window: int) -> tuple[float, float]:
 
 
 def draw_dual_step(problem: Problem, x0, x_star, mu_star: float, dual_lr: float, lr: float, steps: int):
-    """:func:`primal_dual_path` on ``problem`` (one inequality) from ``x0``, against the solution (x*, μ*).
+    """:func:`optlib.constrained.primal_dual_path` on ``problem`` (one inequality) from ``x0``, against the solution (x*, μ*).
 
     Left: the multiplier μ_k and μ* (dashed); right: ‖x_k − x*‖ on a log axis. The left title says
     whether μ settled (it moved by less than 1e-3 over the last quarter of the steps) or the range it
@@ -129,7 +131,7 @@ def dual_step_widget(problem: Problem, x0, x_star, mu_star: float) -> w.VBox:
 
 
 def draw_parity(data, slack: float, formulation: str, weight: float, free_rates=None):
-    """Fit under |gap| ≤ ``slack`` with ``formulation`` (a key of :data:`FORMULATIONS`) of ``weight``.
+    """Fit under abs(gap) ≤ ``slack`` with ``formulation`` (a key of :data:`FORMULATIONS`) of ``weight``.
 
     Left: the approval rate P(yes) of each group in the training labels, for the unconstrained
     classifier (``free_rates``, when given) and for this one. Right: the multiplier of the binding

@@ -153,7 +153,7 @@ def level_problem(b: float, kind: str = "inequality") -> Problem:
 
 
 def draw_level(b: float, kind: str = "inequality", *, ax=None):
-    """:func:`level_problem` (b, ``kind``) solved by :func:`slsqp`, drawn with −∇f and the constraint's gradient.
+    """:func:`level_problem` (b, ``kind``) solved by :func:`optlib.constrained.slsqp`, drawn with −∇f and the constraint's gradient.
 
     Prints one line (x*, the multiplier, whether the constraint binds) and puts the multiplier
     and the verdict in the title. The constraint is active when g(x*) ≥ −1e-6; an equality

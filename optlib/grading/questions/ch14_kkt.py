@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import torch
 
 from optlib.grading import CheckFailed, Question, as_number, expect, expect_close, require, require_number, require_tensor
@@ -27,20 +26,22 @@ def _pair(value, what: str):
     return value[0], value[1]
 
 
-def _slsqp(objective, inequalities, x0) -> tuple[np.ndarray, np.ndarray]:
-    """SLSQP's solution and inequality multipliers for min objective s.t. inequalities(x) <= 0 (numpy in, out)."""
-    from scipy.optimize import minimize
+def _slsqp(objective, inequalities, x0) -> tuple[torch.Tensor, torch.Tensor]:
+    """SLSQP's solution and inequality multipliers for min objective s.t. inequalities(x) <= 0 (torch functions).
 
-    result = minimize(objective, np.asarray(x0, dtype=np.float64), method="SLSQP",
-                      constraints=[dict(type="ineq", fun=lambda x: -inequalities(x))],
-                      options=dict(ftol=1e-12, maxiter=500))
-    return result.x, np.asarray(result.multipliers, dtype=np.float64)
+    Through :func:`optlib.constrained.slsqp`, which also works with a SciPy older than 1.15 (Colab's).
+    """
+    from optlib.constrained import Problem, slsqp
+
+    x, _, mu = slsqp(Problem(objective, inequalities=inequalities), torch.as_tensor(x0, dtype=F64), ftol=1e-12,
+                     maxiter=500)
+    return x, mu
 
 
 # ---------------------------------------------------------------- q1
 def q1(ns):
     x1, mu1 = require_number(ns, "x_star_1d"), require_number(ns, "mu_star_1d")
-    x_ref, mu_ref = _slsqp(lambda x: (x[0] - 3.0) ** 2, lambda x: np.array([x[0] - 1.0]), [0.0])
+    x_ref, mu_ref = _slsqp(lambda x: (x[0] - 3.0) ** 2, lambda x: (x[0] - 1.0).reshape(1), [0.0])
     if abs(x1 - 3.0) < 1e-9:
         raise CheckFailed("`x_star_1d` is 3, the unconstrained minimum: it violates x <= 1")
     expect_close(x1, x_ref[0], rtol=0, atol=1e-6, what="`x_star_1d` (min (x - 3)^2 s.t. x <= 1)")
@@ -50,9 +51,9 @@ def q1(ns):
     expect_close(mu1, mu_ref[0], rtol=0, atol=1e-5, what="`mu_star_1d` (the multiplier of x <= 1)")
     x2 = require_tensor(torch.as_tensor(require(ns, "x_star"), dtype=F64), "`x_star`", (2,))
     mu2 = require_number(ns, "mu_star")
-    x_ref, mu_ref = _slsqp(lambda x: (x[0] - 1.0) ** 2 + (x[1] - 2.0) ** 2, lambda x: np.array([x[0] + x[1] - 2.0]),
+    x_ref, mu_ref = _slsqp(lambda x: (x[0] - 1.0) ** 2 + (x[1] - 2.0) ** 2, lambda x: (x[0] + x[1] - 2.0).reshape(1),
                            [0.0, 0.0])
-    expect_close(x2, torch.tensor(x_ref), rtol=0, atol=1e-6,
+    expect_close(x2, x_ref, rtol=0, atol=1e-6,
                  what="`x_star` (min (x1 - 1)^2 + (x2 - 2)^2 s.t. x1 + x2 <= 2)")
     expect_close(mu2, mu_ref[0], rtol=0, atol=1e-5, what="`mu_star` (the multiplier of x1 + x2 <= 2)")
 
@@ -209,9 +210,7 @@ def svm_data(seed: int, n: int = 24) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _svm_reference(X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    Xn, yn = X.numpy(), y.numpy()
-    v, mu = _slsqp(lambda v: 0.5 * (v[0] ** 2 + v[1] ** 2), lambda v: 1 - yn * (Xn @ v[:2] + v[2]), np.zeros(3))
-    return torch.tensor(v, dtype=F64), torch.tensor(mu, dtype=F64)
+    return _slsqp(lambda v: 0.5 * (v[0] ** 2 + v[1] ** 2), lambda v: 1 - y * (X @ v[:2] + v[2]), torch.zeros(3))
 
 
 #: The data set of the notebook's question 7 and two fresh ones for the check.
