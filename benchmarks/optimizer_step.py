@@ -1,27 +1,31 @@
-"""Time one optimizer step of optlib against torch.optim: SGD with momentum, Adam, AdamW.
+"""Time one optimizer step of optlib against torch.optim's default, foreach and fused paths, next to the memory floor.
 
-Only ``step()`` is timed: the gradients are filled once, before timing, and left in place, so
-the figure is the cost of the update rule itself (no forward, backward or zero_grad). The
-parameters form an MLP (weight matrices and bias vectors, ``--sizes`` parameters in all).
+Only ``step()`` is timed: the gradients are filled once, before timing, and left in place, so the
+figure is the cost of the update rule itself (no forward, backward or zero_grad). The parameters
+form an MLP (weight matrices and bias vectors, ``--sizes`` parameters in all).
 
-torch.optim is used with its defaults, i.e. without ``foreach``/``fused``. What that default
-means was checked in torch 2.13's source: ``torch.optim.sgd.sgd`` and ``torch.optim.adam.adam``
-call ``torch.optim.optimizer._default_to_fused_or_foreach(params, ..., use_fused=False)``, which
-turns ``foreach`` on only when every parameter lives on a device listed by
-``torch.utils._foreach_utils._get_foreach_kernels_supported_devices()`` -- ``["cuda", "xpu",
-"mtia", <privateuse1>]``, not ``"cpu"``. So on CPU torch runs its single-tensor for-loop
-(``_single_tensor_sgd``/``_single_tensor_adam``), the same structure as optlib's update
-functions; on CUDA it runs the multi-tensor ``_foreach_*`` kernels, which optlib does not use
-(there the comparison shows what one kernel launch per operation and parameter costs).
+Implementations, each on its own copy of the same parameters and gradients:
 
-optlib and torch are measured in alternating blocks (optlib first in even blocks, torch first
-in odd ones), so background load hits both alike. The table gives the median time per step of
-each, their ratio, and the spread of the per-block ratios (10th-90th percentile) as a measure
-of noise. Both optimizers see the same gradients for the same number of steps; at the end the
-script reports the largest difference between their parameters (0 on CPU: same operations in
-the same order).
+- ``optlib``: the readable single-tensor loop (``implementation="single"``);
+- ``optlib foreach``: the same update over all tensors at once (``implementation="foreach"``);
+- ``torch``: torch.optim with its defaults. On CPU that is the single-tensor loop
+  (``_default_to_fused_or_foreach`` turns ``foreach`` on only for CUDA-like devices); on CUDA it
+  is the foreach path;
+- ``torch foreach``: ``foreach=True``;
+- ``torch fused``: ``fused=True``, one kernel per tensor doing the whole update (torch 2.13 has it
+  for SGD, Adam and AdamW on CPU and CUDA).
 
-    .venv/bin/python benchmarks/optimizer_step.py --sizes 1M 10M --device cpu --repeats 20
+All are timed in alternating blocks (the order rotates every block), so background load hits
+them alike; the table gives the median milliseconds per step and the ratio to ``torch fused``.
+
+**The floor.** An update reads and writes whole tensors: SGD with momentum reads p, g and the
+velocity and writes p and the velocity (5 numbers per parameter); Adam and AdamW read p, g, m, v
+and write p, m, v (7). No implementation can beat (bytes moved) / (memory bandwidth), and the
+script measures that bandwidth on the same machine with a large copy (``dst.copy_(src)``, 2
+numbers per element), best of several. ``floor ms`` is that bound, and ``x floor`` how far each
+implementation is above it.
+
+    .venv/bin/python benchmarks/optimizer_step.py --sizes 1M 10M --threads 2 --repeats 20
 """
 from __future__ import annotations
 
@@ -35,11 +39,12 @@ import torch
 from optlib.optim import SGD, Adam, AdamW
 
 OPTIMIZERS = {
-    # name: (optlib class, torch class, hyperparameters shared by both)
-    "SGD-momentum": (SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9)),
-    "Adam": (Adam, torch.optim.Adam, dict(lr=1e-3)),
-    "AdamW": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2)),
+    # name: (optlib class, torch class, hyperparameters shared by both, numbers moved per parameter)
+    "SGD-momentum": (SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9), 5),
+    "Adam": (Adam, torch.optim.Adam, dict(lr=1e-3), 7),
+    "AdamW": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2), 7),
 }
+IMPLEMENTATIONS = ("optlib", "optlib foreach", "torch", "torch foreach", "torch fused")
 
 
 def parse_size(text: str) -> int:
@@ -68,25 +73,47 @@ def make_params(shapes, device, dtype, seed: int):
     return params
 
 
-def clone(params):
-    copies = []
-    for p in params:
-        q = p.detach().clone().requires_grad_(True)
-        q.grad = p.grad.clone()
-        copies.append(q)
-    return copies
+def build(name: str, implementation: str, params):
+    """The optimizer ``implementation`` of ``name`` over ``params``, or None where torch has no such path."""
+    ours, theirs, hyper, _ = OPTIMIZERS[name]
+    if implementation == "optlib":
+        return ours(params, implementation="single", **hyper)
+    if implementation == "optlib foreach":
+        return ours(params, implementation="foreach", **hyper)
+    options = {"torch": {}, "torch foreach": dict(foreach=True), "torch fused": dict(fused=True)}[implementation]
+    try:
+        return theirs(params, **hyper, **options)
+    except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
+        return None
+
+
+def synchronize(device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 def time_block(optimizer, steps: int, device) -> float:
     """Seconds per step over ``steps`` consecutive steps."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     start = time.perf_counter()
     for _ in range(steps):
         optimizer.step()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    synchronize(device)
     return (time.perf_counter() - start) / steps
+
+
+def bandwidth(device, dtype, n: int = 2**25, repeats: int = 10) -> float:
+    """Bytes per second of ``dst.copy_(src)`` on ``n`` elements (read + write), best of ``repeats``."""
+    src = torch.ones(n, dtype=dtype, device=device)
+    dst = torch.empty_like(src)
+    best = math.inf
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        dst.copy_(src)
+        synchronize(device)
+        best = min(best, time.perf_counter() - start)
+    return 2 * n * src.element_size() / best
 
 
 def quantile(values, q: float) -> float:
@@ -95,25 +122,28 @@ def quantile(values, q: float) -> float:
 
 
 def compare(name: str, n_params: int, device, dtype, repeats: int, steps_per_block: int, warmup: int) -> dict:
-    ours_cls, theirs_cls, hyper = OPTIMIZERS[name]
     shapes = mlp_shapes(n_params)
-    ours_p = make_params(shapes, device, dtype, seed=0)
-    theirs_p = clone(ours_p)
-    ours, theirs = ours_cls(ours_p, **hyper), theirs_cls(theirs_p, **hyper)
+    optimizers, params = {}, {}
+    for implementation in IMPLEMENTATIONS:
+        copy = make_params(shapes, device, dtype, seed=0)
+        opt = build(name, implementation, copy)
+        if opt is not None:
+            optimizers[implementation], params[implementation] = opt, copy
     for _ in range(warmup):  # creates the state (buffers) and warms caches and allocators
-        ours.step()
-        theirs.step()
-    times = {"optlib": [], "torch": []}
+        for opt in optimizers.values():
+            opt.step()
+    times = {label: [] for label in optimizers}
+    labels = list(optimizers)
     for block in range(repeats):
-        order = (("optlib", ours), ("torch", theirs)) if block % 2 == 0 else (("torch", theirs), ("optlib", ours))
-        for label, optimizer in order:
-            times[label].append(time_block(optimizer, steps_per_block, device))
-    ratios = [a / b for a, b in zip(times["optlib"], times["torch"])]
-    diff = max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item() for a, b in zip(ours_p, theirs_p))
+        for label in labels[block % len(labels):] + labels[:block % len(labels)]:
+            times[label].append(time_block(optimizers[label], steps_per_block, device))
+    reference = params["optlib"]
+    diff = {label: max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
+                       for a, b in zip(params[label], reference)) for label in params}
     return dict(optimizer=name, params=sum(math.prod(s) for s in shapes),
-                optlib=statistics.median(times["optlib"]), torch=statistics.median(times["torch"]),
-                ratio=statistics.median(times["optlib"]) / statistics.median(times["torch"]),
-                ratio_lo=quantile(ratios, 0.1), ratio_hi=quantile(ratios, 0.9), max_rel_diff=diff)
+                ms={label: 1e3 * statistics.median(t) for label, t in times.items()},
+                spread={label: (1e3 * quantile(t, 0.1), 1e3 * quantile(t, 0.9)) for label, t in times.items()},
+                max_rel_diff=diff)
 
 
 def main(argv=None) -> None:
@@ -137,18 +167,28 @@ def main(argv=None) -> None:
     dtype = getattr(torch, args.dtype)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {args.dtype}, "
           f"{args.repeats} alternating blocks of {args.steps} steps (after {args.warmup} warm-up steps)")
-    header = (f"{'device':<7}{'optimizer':<14}{'params':>11}{'optlib ms':>11}{'torch ms':>10}"
-              f"{'ratio':>7}{'  ratio p10-p90':<17}{'max rel diff':>13}")
-    print(header)
-    print("-" * len(header))
     for device_name in devices:
         device = torch.device(device_name)
+        rate = bandwidth(device, dtype)
+        print(f"\n{device.type}: copy bandwidth {rate / 1e9:.1f} GB/s; median ms per step "
+              f"(x fused: the ratio to torch's fused step; x floor: to the memory-traffic floor)")
+        header = f"{'optimizer':<14}{'params':>11}{'floor ms':>10}" + "".join(f"{label:>16}" for label in IMPLEMENTATIONS)
+        print(header)
+        print("-" * len(header))
         for n in args.sizes:
             for name in args.optimizers:
                 r = compare(name, n, device, dtype, args.repeats, args.steps, args.warmup)
-                print(f"{device.type:<7}{name:<14}{r['params']:>11,}{1e3 * r['optlib']:>11.3f}{1e3 * r['torch']:>10.3f}"
-                      f"{r['ratio']:>7.3f}  {r['ratio_lo']:.2f}-{r['ratio_hi']:.2f}{'':<6}{r['max_rel_diff']:>13.1e}",
-                      flush=True)
+                floor = 1e3 * OPTIMIZERS[name][3] * r["params"] * torch.empty((), dtype=dtype).element_size() / rate
+                cells = [f"{r['ms'][label]:.3f}" if label in r["ms"] else "-" for label in IMPLEMENTATIONS]
+                print(f"{name:<14}{r['params']:>11,}{floor:>10.3f}" + "".join(f"{c:>16}" for c in cells))
+                fused = r["ms"].get("torch fused")
+                ratios = [f"{r['ms'][label] / fused:.2f} x fused" if fused and label in r["ms"] else "" for label in
+                          IMPLEMENTATIONS]
+                print(f"{'':<35}" + "".join(f"{c:>16}" for c in ratios))
+                print(f"{'':<35}" + "".join(f"{r['ms'][label] / floor:>8.2f} x floor" if label in r["ms"] else f"{'':>16}"
+                                            for label in IMPLEMENTATIONS))
+                worst = max(r["max_rel_diff"].values())
+                print(f"{'':<35}largest relative difference from optlib's iterates: {worst:.1e}", flush=True)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import torch
 from torch.optim import Optimizer
 
 from optlib import _validate
+from optlib.optim import _foreach
 from optlib.optim._closure import closure_loss
 
 
@@ -23,14 +24,26 @@ def _validate_betas(betas) -> tuple[float, float]:
     return float(betas[0]), float(betas[1])
 
 
+def _validate_implementation(implementation) -> str:
+    return _validate.one_of("implementation", implementation, _foreach.IMPLEMENTATIONS)
+
+
 class _Adaptive(Optimizer):
-    """Shared loop: lazily create each parameter's state, then call the family's update."""
+    """Shared loop: lazily create each parameter's state, then call the family's update.
+
+    With ``implementation="foreach"`` (or ``"auto"`` on CUDA) the family's :meth:`_update_group`
+    runs the same update on all of a group's tensors at once (``optlib.optim._foreach``).
+    """
 
     def _init_state(self, param: torch.Tensor, group: dict) -> dict:
         raise NotImplementedError
 
     def _update(self, param: torch.Tensor, grad: torch.Tensor, state: dict, group: dict) -> None:
         raise NotImplementedError
+
+    def _update_group(self, params: list, grads: list, states: list, group: dict) -> None:
+        for p, g, state in zip(params, grads, states):
+            self._update(p, g, state, group)
 
     @torch.no_grad()
     def step(self, closure=None):
@@ -39,6 +52,7 @@ class _Adaptive(Optimizer):
         """
         loss = closure_loss(closure)
         for group in self.param_groups:
+            params, grads, states = [], [], []
             for p in group["params"]:
                 if p.grad is None:
                     continue
@@ -48,7 +62,14 @@ class _Adaptive(Optimizer):
                 if not state:
                     state.update(self._init_state(p, group))
                 state["step"] += 1
-                self._update(p, p.grad, state, group)
+                params.append(p)
+                grads.append(p.grad)
+                states.append(state)
+            if _foreach.resolve(group.get("implementation", "single"), params) == "foreach":
+                self._update_group(params, grads, states, group)
+            else:
+                for p, g, state in zip(params, grads, states):
+                    self._update(p, g, state, group)
         return loss
 
 
@@ -73,17 +94,24 @@ class AdaGrad(_Adaptive):
     (δ = ``lr_decay``, usually 0). A coordinate with large past gradients takes small steps; since
     s only grows, every step size decays, like α/√t for gradients of constant size. Iterates match
     ``torch.optim.Adagrad``.
+
+    ``implementation``: ``"single"`` loops over the tensors with the update function above,
+    ``"foreach"`` runs the same operations on all of a group's tensors at once
+    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches), ``"auto"``
+    picks foreach on CUDA only.
     """
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
-                 initial_accumulator_value: float = 0.0, eps: float = 1e-10):
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10, implementation: str = "auto"):
         _validate.at_least("lr", lr, 0.0)
         _validate.at_least("lr_decay", lr_decay, 0.0)
         _validate.at_least("weight_decay", weight_decay, 0.0)
         _validate.at_least("initial_accumulator_value", initial_accumulator_value, 0.0)
         _validate.at_least("eps", eps, 0.0)
+        _validate_implementation(implementation)
         super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
-                                      initial_accumulator_value=initial_accumulator_value, eps=eps))
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      implementation=implementation))
 
     def _init_state(self, param, group):
         return {"step": 0, "sum": torch.full_like(param, group["initial_accumulator_value"],
@@ -92,6 +120,11 @@ class AdaGrad(_Adaptive):
     def _update(self, param, grad, state, group):
         adagrad_update(param, grad, state["sum"], step=state["step"], lr=group["lr"], lr_decay=group["lr_decay"],
                        eps=group["eps"], weight_decay=group["weight_decay"])
+
+    def _update_group(self, params, grads, states, group):
+        _foreach.adagrad_foreach(params, grads, [s["sum"] for s in states], [s["step"] for s in states],
+                                 lr=group["lr"], lr_decay=group["lr_decay"], eps=group["eps"],
+                                 weight_decay=group["weight_decay"])
 
 
 def rmsprop_update(param, grad, square_avg, grad_avg, momentum_buffer, *, lr: float, alpha: float, eps: float,
@@ -123,10 +156,15 @@ class RMSProp(_Adaptive):
     The average forgets old gradients, so the step no longer decays to zero. ``centered=True``
     divides by an estimate of the standard deviation √(s − m²) instead (m the average of g);
     ``momentum > 0`` adds a velocity on top. Iterates match ``torch.optim.RMSprop``.
+
+    ``implementation``: ``"single"`` loops over the tensors with the update function above,
+    ``"foreach"`` runs the same operations on all of a group's tensors at once
+    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches), ``"auto"``
+    picks foreach on CUDA only.
     """
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
-                 momentum: float = 0.0, centered: bool = False):
+                 momentum: float = 0.0, centered: bool = False, implementation: str = "auto"):
         _validate.at_least("lr", lr, 0.0)
         _validate.in_range("alpha", alpha, 0.0, 1.0)
         _validate.at_least("eps", eps, 0.0)
@@ -134,8 +172,9 @@ class RMSProp(_Adaptive):
         _validate.in_range("momentum", momentum, 0.0, 1.0)
         if not isinstance(centered, bool):
             raise TypeError(f"centered must be True or False, got {centered!r}")
+        _validate_implementation(implementation)
         super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay, momentum=momentum,
-                                      centered=centered))
+                                      centered=centered, implementation=implementation))
 
     def _init_state(self, param, group):
         state = {"step": 0, "square_avg": torch.zeros_like(param, memory_format=torch.preserve_format)}
@@ -149,6 +188,13 @@ class RMSProp(_Adaptive):
         rmsprop_update(param, grad, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer"),
                        lr=group["lr"], alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
                        momentum=group["momentum"])
+
+    def _update_group(self, params, grads, states, group):
+        grad_avgs = [s["grad_avg"] for s in states] if group["centered"] else None
+        buffers = [s["momentum_buffer"] for s in states] if group["momentum"] > 0 else None
+        _foreach.rmsprop_foreach(params, grads, [s["square_avg"] for s in states], grad_avgs, buffers,
+                                 lr=group["lr"], alpha=group["alpha"], eps=group["eps"],
+                                 weight_decay=group["weight_decay"], momentum=group["momentum"])
 
 
 def adadelta_update(param, grad, square_avg, acc_delta, *, lr: float, rho: float, eps: float,
@@ -243,12 +289,17 @@ class Adam(_Adaptive):
     rescaled by the adaptive denominator; use :class:`AdamW` for decoupled decay. ``amsgrad=True``
     divides by the running maximum of v instead (:class:`AMSGrad`). With ``bias_correction=True``
     the iterates match ``torch.optim.Adam`` (with the same ``amsgrad``).
+
+    ``implementation``: ``"single"`` loops over the tensors with the update function above,
+    ``"foreach"`` runs the same operations on all of a group's tensors at once
+    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches), ``"auto"``
+    picks foreach on CUDA only.
     """
 
     decoupled_weight_decay = False
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 bias_correction: bool = True, amsgrad: bool = False):
+                 bias_correction: bool = True, amsgrad: bool = False, implementation: str = "auto"):
         _validate.at_least("lr", lr, 0.0)
         beta1, beta2 = _validate_betas(betas)
         _validate.at_least("eps", eps, 0.0)
@@ -257,8 +308,9 @@ class Adam(_Adaptive):
             raise TypeError(f"bias_correction must be True or False, got {bias_correction!r}")
         if not isinstance(amsgrad, bool):
             raise TypeError(f"amsgrad must be True or False, got {amsgrad!r}")
+        _validate_implementation(implementation)
         super().__init__(params, dict(lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay,
-                                      bias_correction=bias_correction, amsgrad=amsgrad))
+                                      bias_correction=bias_correction, amsgrad=amsgrad, implementation=implementation))
 
     def _init_state(self, param, group):
         state = {"step": 0, "exp_avg": torch.zeros_like(param, memory_format=torch.preserve_format),
@@ -273,6 +325,14 @@ class Adam(_Adaptive):
                     beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                     decoupled=self.decoupled_weight_decay, bias_correction=group["bias_correction"],
                     max_exp_avg_sq=state.get("max_exp_avg_sq") if group.get("amsgrad", False) else None)
+
+    def _update_group(self, params, grads, states, group):
+        beta1, beta2 = group["betas"]
+        maxes = [s["max_exp_avg_sq"] for s in states] if group.get("amsgrad", False) else None
+        _foreach.adam_foreach(params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+                              [s["step"] for s in states], lr=group["lr"], beta1=beta1, beta2=beta2, eps=group["eps"],
+                              weight_decay=group["weight_decay"], decoupled=self.decoupled_weight_decay,
+                              bias_correction=group["bias_correction"], max_exp_avg_sqs=maxes)
 
 
 class AdamW(Adam):
@@ -289,9 +349,9 @@ class AdamW(Adam):
     decoupled_weight_decay = True
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 1e-2,
-                 bias_correction: bool = True, amsgrad: bool = False):
+                 bias_correction: bool = True, amsgrad: bool = False, implementation: str = "auto"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         bias_correction=bias_correction, amsgrad=amsgrad)
+                         bias_correction=bias_correction, amsgrad=amsgrad, implementation=implementation)
 
 
 class AMSGrad(Adam):
@@ -313,6 +373,6 @@ class AMSGrad(Adam):
     """
 
     def __init__(self, params, lr: float = 1e-3, betas=(0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0,
-                 bias_correction: bool = True):
+                 bias_correction: bool = True, implementation: str = "auto"):
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         bias_correction=bias_correction, amsgrad=True)
+                         bias_correction=bias_correction, amsgrad=True, implementation=implementation)
