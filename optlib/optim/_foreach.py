@@ -10,19 +10,22 @@ and buys little.
 
 The optimizers choose with their ``implementation`` argument (:data:`IMPLEMENTATIONS`):
 ``"single"`` loops over the tensors with the reference function, ``"foreach"`` calls these,
-``"auto"`` (the default) picks ``"foreach"`` when the group's tensors are all on CUDA and
-``"single"`` otherwise, as ``torch.optim`` does with ``foreach=None``.
+``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: fused,
+the fastest on a CPU, a few seconds to compile at the first step), and ``"auto"`` (the default)
+picks ``"foreach"`` when the group's tensors are all on CUDA and ``"single"`` otherwise, as
+``torch.optim`` does with ``foreach=None``; it never compiles on its own.
 """
 from __future__ import annotations
 
 import torch
 
 #: The choices of the optimizers' ``implementation`` argument.
-IMPLEMENTATIONS = ("auto", "single", "foreach")
+IMPLEMENTATIONS = ("auto", "single", "foreach", "compiled")
 
 
 def resolve(implementation: str, params: list[torch.Tensor]) -> str:
-    """``"single"`` or ``"foreach"`` for a group of ``params`` (``"auto"``: foreach when all are on CUDA)."""
+    """``"single"``, ``"foreach"`` or ``"compiled"`` for a group of ``params`` (``"auto"``: foreach when all are
+    on CUDA, else single)."""
     if implementation == "auto":
         on_cuda = bool(params) and all(p.device.type == "cuda" for p in params)
         return "foreach" if on_cuda else "single"

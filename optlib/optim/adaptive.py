@@ -12,7 +12,7 @@ import torch
 from torch.optim import Optimizer
 
 from optlib import _validate
-from optlib.optim import _foreach
+from optlib.optim import _compiled, _foreach
 from optlib.optim._closure import closure_loss
 
 
@@ -45,6 +45,9 @@ class _Adaptive(Optimizer):
         for p, g, state in zip(params, grads, states):
             self._update(p, g, state, group)
 
+    def _update_compiled(self, params: list, grads: list, states: list, group: dict) -> None:
+        self._update_group(params, grads, states, group)
+
     @torch.no_grad()
     def step(self, closure=None):
         """One step on every parameter that has a gradient; ``closure`` (optional) re-evaluates the loss,
@@ -65,7 +68,10 @@ class _Adaptive(Optimizer):
                 params.append(p)
                 grads.append(p.grad)
                 states.append(state)
-            if _foreach.resolve(group.get("implementation", "single"), params) == "foreach":
+            implementation = _foreach.resolve(group.get("implementation", "single"), params)
+            if implementation == "compiled" and params and len({s["step"] for s in states}) == 1:
+                self._update_compiled([p.detach() for p in params], grads, states, group)
+            elif implementation in ("foreach", "compiled"):  # compiled needs one step count per group
                 self._update_group(params, grads, states, group)
             else:
                 for p, g, state in zip(params, grads, states):
@@ -97,8 +103,10 @@ class AdaGrad(_Adaptive):
 
     ``implementation``: ``"single"`` loops over the tensors with the update function above,
     ``"foreach"`` runs the same operations on all of a group's tensors at once
-    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches), ``"auto"``
-    picks foreach on CUDA only.
+    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches),
+    ``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: one
+    fused pass over memory, the same iterates to rounding, seconds to compile at the first step),
+    ``"auto"`` picks foreach on CUDA only.
     """
 
     def __init__(self, params, lr: float = 1e-2, lr_decay: float = 0.0, weight_decay: float = 0.0,
@@ -120,6 +128,11 @@ class AdaGrad(_Adaptive):
     def _update(self, param, grad, state, group):
         adagrad_update(param, grad, state["sum"], step=state["step"], lr=group["lr"], lr_decay=group["lr_decay"],
                        eps=group["eps"], weight_decay=group["weight_decay"])
+
+    def _update_compiled(self, params, grads, states, group):
+        step_size = group["lr"] / (1 + (states[0]["step"] - 1) * group["lr_decay"])
+        _compiled.run(_compiled.adagrad, params, grads, [s["sum"] for s in states],
+                      _compiled.scalar(step_size, params[0]), eps=group["eps"], weight_decay=group["weight_decay"])
 
     def _update_group(self, params, grads, states, group):
         _foreach.adagrad_foreach(params, grads, [s["sum"] for s in states], [s["step"] for s in states],
@@ -159,8 +172,10 @@ class RMSProp(_Adaptive):
 
     ``implementation``: ``"single"`` loops over the tensors with the update function above,
     ``"foreach"`` runs the same operations on all of a group's tensors at once
-    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches), ``"auto"``
-    picks foreach on CUDA only.
+    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches),
+    ``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: one
+    fused pass over memory, the same iterates to rounding, seconds to compile at the first step),
+    ``"auto"`` picks foreach on CUDA only.
     """
 
     def __init__(self, params, lr: float = 1e-2, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
@@ -188,6 +203,13 @@ class RMSProp(_Adaptive):
         rmsprop_update(param, grad, state["square_avg"], state.get("grad_avg"), state.get("momentum_buffer"),
                        lr=group["lr"], alpha=group["alpha"], eps=group["eps"], weight_decay=group["weight_decay"],
                        momentum=group["momentum"])
+
+    def _update_compiled(self, params, grads, states, group):
+        grad_avgs = [s["grad_avg"] for s in states] if group["centered"] else []
+        buffers = [s["momentum_buffer"] for s in states] if group["momentum"] > 0 else []
+        _compiled.run(_compiled.rmsprop, params, grads, [s["square_avg"] for s in states], grad_avgs, buffers,
+                      _compiled.scalar(group["lr"], params[0]), alpha=group["alpha"], eps=group["eps"],
+                      weight_decay=group["weight_decay"], momentum=group["momentum"], centered=group["centered"])
 
     def _update_group(self, params, grads, states, group):
         grad_avgs = [s["grad_avg"] for s in states] if group["centered"] else None
@@ -292,8 +314,10 @@ class Adam(_Adaptive):
 
     ``implementation``: ``"single"`` loops over the tensors with the update function above,
     ``"foreach"`` runs the same operations on all of a group's tensors at once
-    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches), ``"auto"``
-    picks foreach on CUDA only.
+    (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches),
+    ``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: one
+    fused pass over memory, the same iterates to rounding, seconds to compile at the first step),
+    ``"auto"`` picks foreach on CUDA only.
     """
 
     decoupled_weight_decay = False
@@ -325,6 +349,19 @@ class Adam(_Adaptive):
                     beta1=beta1, beta2=beta2, eps=group["eps"], weight_decay=group["weight_decay"],
                     decoupled=self.decoupled_weight_decay, bias_correction=group["bias_correction"],
                     max_exp_avg_sq=state.get("max_exp_avg_sq") if group.get("amsgrad", False) else None)
+
+    def _update_compiled(self, params, grads, states, group):
+        beta1, beta2 = group["betas"]
+        amsgrad = group.get("amsgrad", False)
+        step = states[0]["step"]
+        bias1, bias2 = (1 - beta1 ** step, 1 - beta2 ** step) if group["bias_correction"] else (1.0, 1.0)
+        like = params[0]
+        _compiled.run(
+            _compiled.adam, params, grads, [s["exp_avg"] for s in states], [s["exp_avg_sq"] for s in states],
+            [s["max_exp_avg_sq"] for s in states] if amsgrad else [], _compiled.scalar(group["lr"], like),
+            _compiled.scalar(bias1, like), _compiled.scalar(bias2 ** 0.5, like), beta1=beta1, beta2=beta2,
+            eps=group["eps"], weight_decay=group["weight_decay"], decoupled=self.decoupled_weight_decay,
+            amsgrad=amsgrad)
 
     def _update_group(self, params, grads, states, group):
         beta1, beta2 = group["betas"]
