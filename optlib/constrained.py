@@ -108,6 +108,16 @@ def _multipliers(name: str, value, count: int, like: torch.Tensor) -> torch.Tens
     return value
 
 
+def _largest(values: torch.Tensor) -> float:
+    """The largest entry of ``values``, 0 for an empty tensor."""
+    return float(values.max()) if values.numel() else 0.0
+
+
+def _violation(h: torch.Tensor, g: torch.Tensor) -> float:
+    """max(abs(h), max(g, 0)): how far (h, g) is from feasible."""
+    return max(_largest(h.abs()), _largest(g.clamp(min=0)))
+
+
 def lagrangian(problem: Problem, x: torch.Tensor, eq_multipliers=None, ineq_multipliers=None) -> torch.Tensor:
     """L(x, λ, μ) = f(x) + λᵀh(x) + μᵀg(x), differentiable in x (missing multipliers count as 0)."""
     f, h, g = problem.values(x)
@@ -191,14 +201,11 @@ def kkt_check(problem: Problem, x: torch.Tensor, eq_multipliers=None, ineq_multi
         lam = _multipliers("eq_multipliers", eq_multipliers, len(h), grad_f)
         mu = _multipliers("ineq_multipliers", ineq_multipliers, len(g), grad_f)
 
-    def largest(values: torch.Tensor) -> float:
-        return float(values.max()) if values.numel() else 0.0
-
     residuals = {
-        "stationarity": largest((grad_f + jac_h.T @ lam + jac_g.T @ mu).abs()),
-        "primal feasibility": max(largest(h.abs()), largest(g.clamp(min=0))),
-        "dual feasibility": largest((-mu).clamp(min=0)),
-        "complementary slackness": largest((mu * g).abs()),
+        "stationarity": _largest((grad_f + jac_h.T @ lam + jac_g.T @ mu).abs()),
+        "primal feasibility": _violation(h, g),
+        "dual feasibility": _largest((-mu).clamp(min=0)),
+        "complementary slackness": _largest((mu * g).abs()),
     }
     return KKTReport(residuals, tol, lam, mu)
 
@@ -384,7 +391,7 @@ class AugmentedLagrangian(Formulation):
         rho = self.penalty
         self.eq_multipliers = self.eq_multipliers + rho * h
         self.ineq_multipliers = (self.ineq_multipliers + rho * g).clamp(min=0)
-        infeasibility = max(float(h.abs().max()) if len(h) else 0.0, float(g.clamp(min=0).max()) if len(g) else 0.0)
+        infeasibility = _violation(h, g)
         if infeasibility > self.shrink * self._infeasibility:
             self.penalty = min(self.penalty * self.growth, self.max_penalty)
         self._infeasibility = infeasibility
@@ -451,7 +458,7 @@ class Constraints:
     def violation(self) -> float:
         """max(abs(h), max(g, 0)) at the last evaluation."""
         h, g = self.formulation._seen(None, None)
-        return max(float(h.abs().max()) if len(h) else 0.0, float(g.clamp(min=0).max()) if len(g) else 0.0)
+        return _violation(h, g)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -577,7 +584,7 @@ def primal_dual_path(problem: Problem, x0, *, lr: float, dual_lr: float, steps: 
         optimizer.step()
         formulation.update()
         h, g = h.detach(), g.detach()
-        violations.append(max(float(h.abs().max()) if len(h) else 0.0, float(g.clamp(min=0).max()) if len(g) else 0.0))
+        violations.append(_violation(h, g))
         multipliers.append(torch.cat(formulation.multipliers()))
         path.append(x.detach().clone())
         if not torch.isfinite(path[-1]).all():

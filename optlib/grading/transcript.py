@@ -353,13 +353,11 @@ def _items(data) -> list:
 def _tensor_bytes(t: torch.Tensor) -> bytes:
     try:
         t = t.detach().cpu().contiguous()
-        if t.dtype != torch.bfloat16:
-            return t.numpy().tobytes()
+        if t.dtype == torch.bfloat16:
+            t = t.view(torch.int16)
+        return t.numpy().tobytes()
     except RuntimeError as err:  # a tensor inside a torch.func transform has no storage to read
         raise TranscriptError(f"a tensor whose data cannot be read: {str(err)[:80]}") from None
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)
-    return t.numpy().tobytes()
 
 
 def _tensor(dtype_name: str, shape, raw: bytes, requires_grad: bool, is_param: bool) -> torch.Tensor:
