@@ -8,9 +8,9 @@ Implementations, each on its own copy of the same parameters and gradients:
 
 - ``optlib``: the readable single-tensor loop (``implementation="single"``);
 - ``optlib foreach``: the same update over all tensors at once (``implementation="foreach"``);
-- ``optlib compiled``: the update compiled by ``torch.compile`` into one fused loop per tensor
+- ``optlib compiled``: the update compiled by TorchInductor into one fused loop per tensor
   (``implementation="compiled"``); its first step compiles, and the script prints how long that
-  took (``compile s``, not part of the timings);
+  took (not part of the timings);
 - ``torch``: torch.optim with its defaults. On CPU that is the single-tensor loop
   (``_default_to_fused_or_foreach`` turns ``foreach`` on only for CUDA-like devices); on CUDA it
   is the foreach path;
@@ -23,10 +23,11 @@ them alike; the table gives the median milliseconds per step and the ratio to ``
 
 **The floor.** An update reads and writes whole tensors: SGD with momentum reads p, g and the
 velocity and writes p and the velocity (5 numbers per parameter); Adam and AdamW read p, g, m, v
-and write p, m, v (7). No implementation can beat (bytes moved) / (memory bandwidth), and the
-script measures that bandwidth on the same machine with a large copy (``dst.copy_(src)``, 2
-numbers per element), best of several. ``floor ms`` is that bound, and ``x floor`` how far each
-implementation is above it.
+and write p, m, v (7; ``optlib.memory_traffic`` counts what each implementation really moves).
+No implementation can beat (bytes moved) / (memory bandwidth) once the tensors no longer fit in
+cache, and the script measures that bandwidth on the same machine with an in-place axpy
+(``optlib.memory_traffic.bandwidth``), best of several. ``floor ms`` is that bound, and ``x floor``
+how far each implementation is above it (below 1 where the tensors fit in cache).
 
     .venv/bin/python benchmarks/optimizer_step.py --sizes 1M 10M --threads 2 --repeats 20
 """
@@ -39,13 +40,14 @@ import time
 
 import torch
 
+from optlib.memory_traffic import NUMBERS_PER_PARAMETER, bandwidth
 from optlib.optim import SGD, Adam, AdamW
 
 OPTIMIZERS = {
-    # name: (optlib class, torch class, hyperparameters shared by both, numbers moved per parameter)
-    "SGD-momentum": (SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9), 5),
-    "Adam": (Adam, torch.optim.Adam, dict(lr=1e-3), 7),
-    "AdamW": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2), 7),
+    # name: (optlib class, torch class, hyperparameters shared by both)
+    "SGD-momentum": (SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9)),
+    "Adam": (Adam, torch.optim.Adam, dict(lr=1e-3)),
+    "AdamW": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2)),
 }
 IMPLEMENTATIONS = ("optlib", "optlib foreach", "optlib compiled", "torch", "torch foreach", "torch fused")
 
@@ -78,7 +80,7 @@ def make_params(shapes, device, dtype, seed: int):
 
 def build(name: str, implementation: str, params):
     """The optimizer ``implementation`` of ``name`` over ``params``, or None where torch has no such path."""
-    ours, theirs, hyper, _ = OPTIMIZERS[name]
+    ours, theirs, hyper = OPTIMIZERS[name]
     if implementation == "optlib":
         return ours(params, implementation="single", **hyper)
     if implementation == "optlib foreach":
@@ -105,25 +107,6 @@ def time_block(optimizer, steps: int, device) -> float:
         optimizer.step()
     synchronize(device)
     return (time.perf_counter() - start) / steps
-
-
-def bandwidth(device, dtype, n: int = 2**25, repeats: int = 10) -> float:
-    """Bytes per second of ``y.add_(x, alpha=...)`` on ``n`` elements, best of ``repeats``.
-
-    It reads x and y and writes y, 3 numbers per element, the access pattern of an optimizer's
-    update (every tensor it writes it has also read). A plain copy would undercount: the CPU reads
-    each destination line before writing it, so a copy moves 3 numbers per element, not 2.
-    """
-    x = torch.ones(n, dtype=dtype, device=device)
-    y = torch.ones_like(x)
-    best = math.inf
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        y.add_(x, alpha=1e-3)
-        synchronize(device)
-        best = min(best, time.perf_counter() - start)
-    return 3 * n * x.element_size() / best
 
 
 def quantile(values, q: float) -> float:
@@ -192,7 +175,7 @@ def main(argv=None) -> None:
         for n in args.sizes:
             for name in args.optimizers:
                 r = compare(name, n, device, dtype, args.repeats, args.steps, args.warmup)
-                floor = 1e3 * OPTIMIZERS[name][3] * r["params"] * torch.empty((), dtype=dtype).element_size() / rate
+                floor = 1e3 * NUMBERS_PER_PARAMETER[name] * r["params"] * torch.empty((), dtype=dtype).element_size() / rate
                 cells = [f"{r['ms'][label]:.3f}" if label in r["ms"] else "-" for label in IMPLEMENTATIONS]
                 print(f"{name:<14}{r['params']:>11,}{floor:>10.3f}" + "".join(f"{c:>16}" for c in cells))
                 fused = r["ms"].get("torch fused")

@@ -70,3 +70,24 @@ def test_a_state_dict_moves_from_the_readable_path_to_the_compiled_one():
         second.step()
         scheduler.step()
     assert max(_relative(p.detach(), r) for p, r in zip(params, reference)) < 1e-12
+
+
+def test_one_compilation_per_kind_of_call_and_a_new_layout_compiles_anew():
+    from optlib.optim import _compiled
+
+    def kinds():
+        return sum(1 for key in _compiled._COMPILED if key[0] is _compiled.sgd)
+
+    before = kinds()
+    _run(SGD, dict(lr=0.05, momentum=0.7), "compiled", torch.float64)  # 20 steps, lr halved twice
+    assert kinds() == before + 1
+    params = [torch.randn(5, 3, dtype=torch.float64).t().requires_grad_(True)]  # transposed: other strides
+    reference = params[0].detach().clone().requires_grad_(True)
+    for p in (params[0], reference):
+        p.grad = torch.ones_like(p)
+    for opt in (SGD(params, lr=0.05, momentum=0.7, implementation="compiled"),
+                SGD([reference], lr=0.05, momentum=0.7, implementation="single")):
+        opt.step()
+        opt.step()
+    assert kinds() == before + 2
+    assert torch.allclose(params[0], reference, rtol=0, atol=1e-14)

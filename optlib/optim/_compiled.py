@@ -2,47 +2,75 @@ r"""The first-order updates compiled: one fused loop per tensor instead of one p
 
 An update such as Adam's is memory-bound: the readable form (``optlib.optim.adaptive.adam_update``)
 makes one pass over memory per operation (lerp, mul, addcmul, sqrt, div, add, addcdiv), so it
-moves about three times the 7 numbers per parameter that the update needs (read p, g, m, v; write
-p, m, v). ``torch.compile`` turns the same lines into one loop per tensor that reads and writes
-each number once, as torch's ``fused=True`` kernels do by hand (see ``benchmarks/optimizer_step.py``).
+moves 18 numbers per parameter (counted by ``optlib.memory_traffic``) where the update needs 7
+(read p, g, m, v; write p, m, v). TorchInductor, the compiler behind ``torch.compile``, turns the
+same lines into one loop per tensor that reads and writes each number once, as torch's
+``fused=True`` kernels do by hand (see ``benchmarks/optimizer_step.py``).
 
 The functions below are the updates of :mod:`optlib.optim.sgd` and :mod:`optlib.optim.adaptive`
 written once more for lists of tensors, with the quantities that change between steps (the
-learning rate, the bias corrections) passed as 0-dim tensors: a Python float that changes would
-make ``torch.compile`` compile again at every step. The arithmetic is the same up to the order of
+learning rate, the bias corrections) passed as 0-dim tensors: a Python float would be traced into
+the graph as a constant, and a schedule would compile it again at every step. The arithmetic is the same up to the order of
 floating-point operations, so the iterates agree with the readable path to rounding (float64:
 1e-12 relative; float32: a few ulps per step). The first call of each update compiles it (a few
 seconds on a CPU); later calls with the same tensor shapes reuse the compiled code.
+
+The graph is traced with ``make_fx`` and handed to TorchInductor (``torch._inductor.compile``)
+directly rather than through ``torch.compile``: at a million parameters a step takes a few hundred
+microseconds, and TorchDynamo's frame evaluation and guards would add tens of them to every call.
+:func:`run` keys its cache on everything the traced graph depends on instead (the function, the
+constants, and the shape, stride, dtype and device of every tensor), which is what those guards
+would check.
 """
 from __future__ import annotations
 
-import types
-
 import torch
+from torch.fx.experimental.proxy_tensor import make_fx
 
 _COMPILED: dict = {}
 
 
-def run(fn, params: list, *tensors, **constants):
-    """``fn(params, *tensors, **constants)`` compiled, once per kind of call.
+def _layout(t: torch.Tensor) -> tuple:
+    return t.shape, t.stride(), t.dtype, t.device
 
-    A kind of call is ``fn`` with the shapes, dtype and device of ``params`` and the values of
-    ``constants`` (betas, momentum, weight decay, ...): each gets its own copy of ``fn``'s code,
-    compiled once (``torch.compile(fullgraph=True, dynamic=False)``), so optimizers with different
-    groups or settings never share, and never exhaust, one function's recompilation budget.
+
+def run(fn, params: list, *tensors, **constants):
+    """``fn(params, *tensors, **constants)``, traced and compiled once per kind of call.
+
+    ``tensors`` are lists of tensors (gradients, state) or single 0-dim tensors (the learning
+    rate). A kind of call is ``fn`` with the values of ``constants`` (betas, momentum, weight decay,
+    ...) and the shape, stride, dtype and device of every tensor: the first call of each kind
+    traces ``fn`` on its tensors (``make_fx``) and compiles the graph with TorchInductor; later calls
+    run the compiled code, which updates the tensors in place.
     """
-    key = (fn, tuple(tuple(p.shape) for p in params), params[0].dtype, str(params[0].device),
-           tuple(sorted(constants.items())))
-    if key not in _COMPILED:
-        code = fn.__code__.replace(co_name=f"{fn.__name__}_{len(_COMPILED)}")
-        copy = types.FunctionType(code, fn.__globals__, code.co_name, fn.__defaults__, fn.__closure__)
-        copy.__kwdefaults__ = fn.__kwdefaults__
-        _COMPILED[key] = torch.compile(copy, fullgraph=True, dynamic=False)
-    return _COMPILED[key](params, *tensors, **constants)
+    arguments = [params, *tensors]
+    structure = tuple(len(a) if isinstance(a, (list, tuple)) else None for a in arguments)
+    flat = [t for a in arguments for t in (a if isinstance(a, (list, tuple)) else (a,))]
+    key = (fn, structure, tuple(sorted(constants.items())), tuple(_layout(t) for t in flat))
+    compiled = _COMPILED.get(key)
+    if compiled is None:
+        compiled = _COMPILED[key] = _compile(fn, structure, constants, flat)
+    compiled(*flat)
+
+
+def _compile(fn, structure: tuple, constants: dict, example: list):
+    def flat_fn(*flat):
+        rest, arguments = list(flat), []
+        for length in structure:
+            if length is None:
+                arguments.append(rest.pop(0))
+            else:
+                arguments.append(rest[:length])
+                del rest[:length]
+        fn(*arguments, **constants)
+
+    # the graph mutates its inputs in place; trace on copies so that tracing moves nothing
+    graph = make_fx(flat_fn)(*[t.clone() for t in example])
+    return torch._inductor.compile(graph, example)
 
 
 def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
-    """``value`` as a 0-dim tensor of ``like``'s dtype and device."""
+    """``value`` as a 0-dim tensor of ``like``'s dtype and device (an input of the graph, not a constant)."""
     return torch.tensor(value, dtype=like.dtype, device=like.device)
 
 

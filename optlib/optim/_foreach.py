@@ -10,7 +10,7 @@ and buys little.
 
 The optimizers choose with their ``implementation`` argument (:data:`IMPLEMENTATIONS`):
 ``"single"`` loops over the tensors with the reference function, ``"foreach"`` calls these,
-``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: fused,
+``"compiled"`` runs the update compiled by TorchInductor (``optlib.optim._compiled``: fused,
 the fastest on a CPU, a few seconds to compile at the first step), and ``"auto"`` (the default)
 picks ``"foreach"`` when the group's tensors are all on CUDA and ``"single"`` otherwise, as
 ``torch.optim`` does with ``foreach=None``; it never compiles on its own.

@@ -104,7 +104,7 @@ class AdaGrad(_Adaptive):
     ``implementation``: ``"single"`` loops over the tensors with the update function above,
     ``"foreach"`` runs the same operations on all of a group's tensors at once
     (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches),
-    ``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: one
+    ``"compiled"`` runs the update compiled by TorchInductor (``optlib.optim._compiled``: one
     fused pass over memory, the same iterates to rounding, seconds to compile at the first step),
     ``"auto"`` picks foreach on CUDA only.
     """
@@ -173,7 +173,7 @@ class RMSProp(_Adaptive):
     ``implementation``: ``"single"`` loops over the tensors with the update function above,
     ``"foreach"`` runs the same operations on all of a group's tensors at once
     (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches),
-    ``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: one
+    ``"compiled"`` runs the update compiled by TorchInductor (``optlib.optim._compiled``: one
     fused pass over memory, the same iterates to rounding, seconds to compile at the first step),
     ``"auto"`` picks foreach on CUDA only.
     """
@@ -315,7 +315,7 @@ class Adam(_Adaptive):
     ``implementation``: ``"single"`` loops over the tensors with the update function above,
     ``"foreach"`` runs the same operations on all of a group's tensors at once
     (``optlib.optim._foreach``: the same iterates bit for bit, fewer kernel launches),
-    ``"compiled"`` runs the update compiled by ``torch.compile`` (``optlib.optim._compiled``: one
+    ``"compiled"`` runs the update compiled by TorchInductor (``optlib.optim._compiled``: one
     fused pass over memory, the same iterates to rounding, seconds to compile at the first step),
     ``"auto"`` picks foreach on CUDA only.
     """

@@ -72,7 +72,7 @@ class SGD(Optimizer):
     ``implementation``: ``"single"`` loops over the tensors with :func:`sgd_update`, ``"foreach"``
     runs the same operations on all of a group's tensors at once (``optlib.optim._foreach``, the
     same iterates bit for bit, fewer kernel launches), ``"compiled"`` runs the update compiled by
-    ``torch.compile`` (``optlib.optim._compiled``: one fused pass over memory, the same iterates to
+    TorchInductor (``optlib.optim._compiled``: one fused pass over memory, the same iterates to
     rounding, seconds to compile at the first step), ``"auto"`` picks foreach on CUDA only.
     """
 
