@@ -23,10 +23,10 @@ them alike; the table gives the median milliseconds per step and the ratio to ``
 
 **The floor.** An update reads and writes whole tensors: SGD with momentum reads p, g and the
 velocity and writes p and the velocity (5 numbers per parameter); Adam and AdamW read p, g, m, v
-and write p, m, v (7; ``optlib.memory_traffic`` counts what each implementation really moves).
+and write p, m, v (7; ``optlib.step_cost`` counts what each implementation really moves).
 No implementation can beat (bytes moved) / (memory bandwidth) once the tensors no longer fit in
 cache, and the script measures that bandwidth on the same machine with an in-place axpy
-(``optlib.memory_traffic.bandwidth``), best of several. ``floor ms`` is that bound, and ``x floor``
+(``optlib.step_cost.bandwidth``), best of several. ``floor ms`` is that bound, and ``x floor``
 how far each implementation is above it (below 1 where the tensors fit in cache).
 
     .venv/bin/python benchmarks/optimizer_step.py --sizes 1M 10M --threads 2 --repeats 20
@@ -34,22 +34,12 @@ how far each implementation is above it (below 1 where the tensors fit in cache)
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import time
 
 import torch
 
-from optlib.memory_traffic import NUMBERS_PER_PARAMETER, bandwidth
-from optlib.optim import SGD, Adam, AdamW
-
-OPTIMIZERS = {
-    # name: (optlib class, torch class, hyperparameters shared by both)
-    "SGD-momentum": (SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9)),
-    "Adam": (Adam, torch.optim.Adam, dict(lr=1e-3)),
-    "AdamW": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2)),
-}
-IMPLEMENTATIONS = ("optlib", "optlib foreach", "optlib compiled", "torch", "torch foreach", "torch fused")
+from optlib.step_cost import IMPLEMENTATIONS, NUMBERS_PER_PARAMETER, OPTIMIZERS, bandwidth, make_optimizer, mlp_parameters
 
 
 def parse_size(text: str) -> int:
@@ -59,39 +49,6 @@ def parse_size(text: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"a size must be > 0, got {text!r}")
     return int(number * scale)
-
-
-def mlp_shapes(n_params: int, layers: int = 4) -> list[tuple[int, ...]]:
-    """Shapes of an MLP with ``layers`` square layers of width h (weights (h, h) and biases (h,)), ~n_params in all."""
-    width = max(1, round((-1 + math.sqrt(1 + 4 * n_params / layers)) / 2))  # layers * (h^2 + h) = n
-    return [shape for _ in range(layers) for shape in ((width, width), (width,))]
-
-
-def make_params(shapes, device, dtype, seed: int):
-    """Parameters with random values and random gradients already in ``.grad``."""
-    g = torch.Generator().manual_seed(seed)
-    params = []
-    for shape in shapes:
-        p = torch.randn(shape, generator=g, dtype=dtype).to(device).requires_grad_(True)
-        p.grad = torch.randn(shape, generator=g, dtype=dtype).to(device)
-        params.append(p)
-    return params
-
-
-def build(name: str, implementation: str, params):
-    """The optimizer ``implementation`` of ``name`` over ``params``, or None where torch has no such path."""
-    ours, theirs, hyper = OPTIMIZERS[name]
-    if implementation == "optlib":
-        return ours(params, implementation="single", **hyper)
-    if implementation == "optlib foreach":
-        return ours(params, implementation="foreach", **hyper)
-    if implementation == "optlib compiled":
-        return ours(params, implementation="compiled", **hyper)
-    options = {"torch": {}, "torch foreach": dict(foreach=True), "torch fused": dict(fused=True)}[implementation]
-    try:
-        return theirs(params, **hyper, **options)
-    except (RuntimeError, ValueError):  # no fused kernel for this device or dtype
-        return None
 
 
 def synchronize(device) -> None:
@@ -115,11 +72,10 @@ def quantile(values, q: float) -> float:
 
 
 def compare(name: str, n_params: int, device, dtype, repeats: int, steps_per_block: int, warmup: int) -> dict:
-    shapes = mlp_shapes(n_params)
     optimizers, params = {}, {}
     for implementation in IMPLEMENTATIONS:
-        copy = make_params(shapes, device, dtype, seed=0)
-        opt = build(name, implementation, copy)
+        copy = mlp_parameters(n_params, dtype=dtype, device=device, seed=0)
+        opt = make_optimizer(name, implementation, copy)
         if opt is not None:
             optimizers[implementation], params[implementation] = opt, copy
     compile_seconds = 0.0
@@ -137,7 +93,7 @@ def compare(name: str, n_params: int, device, dtype, repeats: int, steps_per_blo
     reference = params["optlib"]
     diff = {label: max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
                        for a, b in zip(params[label], reference)) for label in params}
-    return dict(optimizer=name, params=sum(math.prod(s) for s in shapes),
+    return dict(optimizer=name, params=sum(p.numel() for p in params["optlib"]),
                 ms={label: 1e3 * statistics.median(t) for label, t in times.items()},
                 spread={label: (1e3 * quantile(t, 0.1), 1e3 * quantile(t, 0.9)) for label, t in times.items()},
                 max_rel_diff=diff, compile_seconds=compile_seconds)

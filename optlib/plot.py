@@ -1,4 +1,4 @@
-"""Every figure of the book: contours with optimizer paths, loss curves, lines, histograms, images.
+"""Every figure of the book: contours with optimizer paths, loss curves, lines, bars, histograms, images.
 
 Each function draws on ``ax`` (or a new figure) and returns the axes, so cells can combine them.
 """
@@ -223,6 +223,29 @@ def lines(x, ys, *, ax=None, logx: bool = False, logy: bool = False, xlabel: str
     # only what is given, so a second call that adds lines to ``ax`` keeps the labels and title
     ax.set(**{k: v for k, v in dict(xlabel=xlabel, ylabel=ylabel, title=title).items() if v})
     if legend and isinstance(ys, Mapping):
+        ax.legend()
+    return ax
+
+
+def bars(values: Mapping[str, Mapping[str, float]], *, ax=None, ylabel: str = "", title: str | None = None,
+         logy: bool = False, legend: bool = True):
+    """Grouped bars: ``values`` is ``{group: {series: value}}``; one cluster of bars per group on the
+    x-axis, one colour per series (a series missing from a group leaves its slot empty)."""
+    if not isinstance(values, Mapping) or not values or not all(isinstance(v, Mapping) for v in values.values()):
+        raise TypeError("values must be a non-empty {group: {series: value}} mapping")
+    ax = _axes(ax)
+    series = list(dict.fromkeys(name for group in values.values() for name in group))
+    width = 0.8 / len(series)
+    for k, name in enumerate(series):
+        xs = [i + (k - (len(series) - 1) / 2) * width for i, group in enumerate(values.values()) if name in group]
+        heights = [float(group[name]) for group in values.values() if name in group]
+        ax.bar(xs, heights, width=width, label=name)
+    ax.set_xticks(range(len(values)), list(values))
+    ax.grid(axis="x", visible=False)
+    if logy:
+        ax.set_yscale("log")
+    ax.set(**{k: v for k, v in dict(ylabel=ylabel, title=title).items() if v})
+    if legend and len(series) > 1:
         ax.legend()
     return ax
 

@@ -149,6 +149,17 @@ def test_lines():
     assert len(ax.lines) == 1 and ax.get_legend() is None and ax.get_xscale() == "log"
 
 
+def test_bars_one_cluster_per_group_and_one_colour_per_series():
+    ax = plot.bars({"SGD": {"measured": 2.0, "predicted": 1.0}, "Adam": {"measured": 5.0}}, ylabel="ms", logy=True)
+    heights = [p.get_height() for p in ax.patches]
+    assert heights == [2.0, 5.0, 1.0]  # series by series: measured (SGD, Adam), then predicted (SGD)
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["SGD", "Adam"]
+    assert ax.get_legend() is not None and ax.get_yscale() == "log" and ax.get_ylabel() == "ms"
+    assert ax.patches[0].get_x() + ax.patches[0].get_width() <= ax.patches[2].get_x() + 1e-12  # side by side
+    with pytest.raises(TypeError, match="mapping"):
+        plot.bars({"SGD": 2.0})
+
+
 def test_histogram():
     g = np.random.default_rng(0)
     ax = plot.histogram({"a": g.normal(size=200), "b": g.normal(1, 1, size=200)}, bins=20, xlabel="x")

@@ -2,7 +2,7 @@ r"""The first-order updates compiled: one fused loop per tensor instead of one p
 
 An update such as Adam's is memory-bound: the readable form (``optlib.optim.adaptive.adam_update``)
 makes one pass over memory per operation (lerp, mul, addcmul, sqrt, div, add, addcdiv), so it
-moves 18 numbers per parameter (counted by ``optlib.memory_traffic``) where the update needs 7
+moves 18 numbers per parameter (counted by ``optlib.step_cost``) where the update needs 7
 (read p, g, m, v; write p, m, v). TorchInductor, the compiler behind ``torch.compile``, turns the
 same lines into one loop per tensor that reads and writes each number once, as torch's
 ``fused=True`` kernels do by hand (see ``benchmarks/optimizer_step.py``).

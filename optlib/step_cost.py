@@ -13,8 +13,10 @@ follow, one counted and one timed:
 - :func:`bandwidth` times an in-place axpy on a large vector, the access pattern of an update, and
   :func:`floor_seconds` divides a step's minimal traffic by it.
 
-A compiled update (``implementation="compiled"``) runs as generated code, outside the dispatcher, so it cannot
-be counted here; ``benchmarks/optimizer_step.py`` times it against the floor instead.
+A compiled update (``implementation="compiled"``) runs as generated code, outside the
+dispatcher, so it cannot be counted here; ``benchmarks/optimizer_step.py`` times it against the
+floor instead, on the parameters of :func:`mlp_parameters` and the implementations of
+:func:`make_optimizer`.
 """
 from __future__ import annotations
 
@@ -27,11 +29,30 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
 __all__ = ["Traffic", "count_traffic", "update_traffic", "bandwidth", "floor_seconds", "seconds_per_step",
-           "NUMBERS_PER_PARAMETER"]
+           "mlp_parameters", "make_optimizer", "NUMBERS_PER_PARAMETER", "OPTIMIZERS", "IMPLEMENTATIONS"]
 
 #: Numbers per parameter that an update must read and write at least: SGD with momentum reads
 #: p, g, v and writes p, v; Adam and AdamW read p, g, m, v and write p, m, v.
 NUMBERS_PER_PARAMETER = {"SGD-momentum": 5, "Adam": 7, "AdamW": 7}
+
+#: The implementations :func:`make_optimizer` builds: optlib's three (``implementation="single"``,
+#: ``"foreach"``, ``"compiled"``) and torch.optim's default, foreach and fused configurations.
+IMPLEMENTATIONS = ("optlib", "optlib foreach", "optlib compiled", "torch", "torch foreach", "torch fused")
+
+
+def _optimizers() -> dict:
+    from optlib.optim import SGD, Adam, AdamW
+
+    return {"SGD-momentum": (SGD, torch.optim.SGD, dict(lr=1e-2, momentum=0.9)),
+            "Adam": (Adam, torch.optim.Adam, dict(lr=1e-3)),
+            "AdamW": (AdamW, torch.optim.AdamW, dict(lr=1e-3, weight_decay=1e-2))}
+
+
+#: name -> (optlib class, torch.optim class, the hyperparameters both get), for the keys of
+#: :data:`NUMBERS_PER_PARAMETER`.
+#:
+#: :meta hide-value:
+OPTIMIZERS = _optimizers()
 
 
 @dataclass
@@ -179,3 +200,36 @@ def seconds_per_step(optimizer: torch.optim.Optimizer, steps: int = 10, blocks: 
         _synchronize(device)
         times.append((time.perf_counter() - start) / steps)
     return sorted(times)[len(times) // 2]
+
+
+def mlp_parameters(n_params: int, *, layers: int = 4, dtype=torch.float32, device="cpu", seed: int = 0) -> list:
+    """The parameters of an MLP of ``layers`` square layers (weights (h, h), biases (h,)), about
+    ``n_params`` numbers in all, with random values and random gradients already in ``.grad``."""
+    if n_params < 2 * layers or layers < 1:
+        raise ValueError(f"need layers >= 1 and n_params >= 2 * layers, got n_params={n_params}, layers={layers}")
+    width = max(1, round((-1 + math.sqrt(1 + 4 * n_params / layers)) / 2))  # layers * (h^2 + h) = n
+    generator = torch.Generator().manual_seed(seed)
+    params = []
+    for shape in [s for _ in range(layers) for s in ((width, width), (width,))]:
+        p = torch.randn(shape, generator=generator, dtype=dtype).to(device).requires_grad_(True)
+        p.grad = torch.randn(shape, generator=generator, dtype=dtype).to(device)
+        params.append(p)
+    return params
+
+
+def make_optimizer(name: str, implementation: str, params: list):
+    """Optimizer ``name`` (a key of :data:`OPTIMIZERS`) over ``params`` in one of :data:`IMPLEMENTATIONS`;
+    None where torch has no such path for these tensors (no fused kernel for the device or dtype)."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"name must be one of {sorted(OPTIMIZERS)}, got {name!r}")
+    if implementation not in IMPLEMENTATIONS:
+        raise ValueError(f"implementation must be one of {IMPLEMENTATIONS}, got {implementation!r}")
+    ours, theirs, hyper = OPTIMIZERS[name]
+    if implementation.startswith("optlib"):
+        kind = {"optlib": "single", "optlib foreach": "foreach", "optlib compiled": "compiled"}[implementation]
+        return ours(params, implementation=kind, **hyper)
+    options = {"torch": {}, "torch foreach": dict(foreach=True), "torch fused": dict(fused=True)}[implementation]
+    try:
+        return theirs(params, **hyper, **options)
+    except (RuntimeError, ValueError):
+        return None
