@@ -8,10 +8,14 @@ from functools import partial
 
 from optlib.optim.adaptive import AdaGrad, Adadelta, Adam, AdamW, AMSGrad, RMSProp
 from optlib.optim.hessian_free import HessianFree
+from optlib.optim.muon import Muon, MuonWithAdamW, muon_param_groups, partition_params
 from optlib.optim.natural import KFAC, NaturalGradient
 from optlib.optim.newton import LevenbergMarquardt, Newton
 from optlib.optim.quasi_newton import BFGS, LBFGS
+from optlib.optim.schedule_free import ScheduleFreeAdamW, ScheduleFreeSGD
 from optlib.optim.sgd import SGD
+from optlib.optim.shampoo import Shampoo
+from optlib.optim.soap import SOAP
 from optlib.optim.trust_region import TrustRegion
 
 #: Factories ``(params, lr) -> Optimizer`` by the names the book's widgets show.
@@ -31,4 +35,5 @@ OPTIMIZERS = {
 }
 
 __all__ = ["OPTIMIZERS", "AdaGrad", "Adadelta", "Adam", "AdamW", "AMSGrad", "BFGS", "HessianFree", "KFAC", "LBFGS",
-           "LevenbergMarquardt", "NaturalGradient", "Newton", "RMSProp", "SGD", "TrustRegion"]
+           "LevenbergMarquardt", "Muon", "MuonWithAdamW", "NaturalGradient", "Newton", "RMSProp", "SGD", "SOAP",
+           "ScheduleFreeAdamW", "ScheduleFreeSGD", "Shampoo", "TrustRegion", "muon_param_groups", "partition_params"]
