@@ -21,6 +21,14 @@ Averaging the iterates cancels most of that noise. Two averages are common:
 gradients stay noisy at the minimum, and :func:`sgd_excess_curves` runs SGD on it for many seeds
 at once (one row of a parameter matrix per seed, optlib's SGD and a PyTorch scheduler per
 configuration), recording the excess risk of the last iterate and of the uniform average.
+
+Schedule-Free SGD (:mod:`optlib.optim.schedule_free`) builds the average into the method:
+:func:`schedule_free_curves` writes its update out on one tensor of shape (seeds, dim) per
+sequence y, z, x, for any β in [0, 1] (β = 0 is SGD with Polyak averaging, β = 1 primal
+averaging; :class:`~optlib.optim.schedule_free.ScheduleFreeSGD` accepts β in (0, 1) and gives the same iterates
+there, tested). :func:`schedule_free_digits` trains a small MLP on digits with AdamW (constant or
+cosine learning rate) or :class:`~optlib.optim.schedule_free.ScheduleFreeAdamW`, and reports the training loss
+and test accuracy at the average x and, for Schedule-Free, also at y.
 """
 from __future__ import annotations
 
@@ -35,7 +43,8 @@ from optlib import _validate
 
 #: The kinds of average :class:`ParameterAverage` keeps.
 KINDS = ("uniform", "ema")
-__all__ = ["KINDS", "NoisyLeastSquares", "ParameterAverage", "running_average", "sgd_excess_curves"]
+__all__ = ["DIGITS_METHODS", "KINDS", "NoisyLeastSquares", "ParameterAverage", "running_average",
+           "schedule_free_curves", "schedule_free_digits", "sgd_excess_curves"]
 
 
 class ParameterAverage:
@@ -205,3 +214,103 @@ def sgd_excess_curves(problem: NoisyLeastSquares, configs: Mapping[str, tuple[fl
             avg.append(problem.excess(average.averages[0]).numpy())
     last, avg = np.array(last), np.array(avg)
     return {name: {"steps": record_at, "last": last[:, k], "average": avg[:, k]} for k, name in enumerate(names)}
+
+
+#: The methods :func:`schedule_free_digits` runs.
+DIGITS_METHODS = ("adamw", "adamw_cosine", "schedule_free")
+
+
+def schedule_free_curves(problem: NoisyLeastSquares, *, lr: float, beta: float, steps: int,
+                         seeds: int = 16, batch_size: int = 1, r: float = 0.0, start=None, record_at=None,
+                         generator: torch.Generator | None = None) -> dict[str, np.ndarray]:
+    r"""Schedule-Free SGD on ``problem`` for ``seeds`` independent runs; the excess risk of y, z, x.
+
+    Step t = 1, 2, ...: y = (1 − β) z + β x, g = the gradient of a minibatch of ``batch_size``
+    examples drawn with replacement at y, z ← z − γ g, x ← (1 − c) x + c z with
+    c = t^r / Σ_{i ≤ t} i^r (``weight_lr_power`` 0, no warmup: with r = 0, x is the plain average
+    of the z's after the steps). All runs start at ``start`` (default 0). Returns
+    ``{"steps": record_at, "y": (k, seeds), "z": (k, seeds), "x": (k, seeds)}``, the excess risk
+    F − F* at the recorded step counts (y after the step, as the parameters hold it; default: about 40 spaced evenly on a log scale).
+    """
+    if not 0.0 <= beta <= 1.0:
+        raise ValueError(f"beta must be in [0, 1], got {beta}")
+    if record_at is None:
+        record_at = np.unique(np.geomspace(1, steps, 40).round().astype(int))
+    record_at = np.asarray(record_at, dtype=int)
+    if record_at.ndim != 1 or record_at.size == 0 or record_at.min() < 1 or record_at.max() > steps:
+        raise ValueError(f"record_at must list step counts between 1 and steps={steps}")
+    X, y_data = problem.X, problem.y
+    n, dim = X.shape
+    z = torch.zeros(seeds, dim, dtype=X.dtype)
+    if start is not None:
+        z += torch.as_tensor(start, dtype=X.dtype)
+    x = z.clone()
+    wanted = set(record_at.tolist())
+    out = {"y": [], "z": [], "x": []}
+    weight_sum = 0.0
+    for t in range(1, steps + 1):
+        y = x.lerp(z, 1 - beta)
+        index = torch.randint(0, n, (seeds, batch_size), generator=generator)
+        Xb = X[index]
+        residual = (Xb * y.unsqueeze(1)).sum(-1) - y_data[index]
+        z -= lr * (Xb * residual.unsqueeze(-1)).mean(1)
+        weight = float(t) ** r
+        weight_sum += weight
+        x.lerp_(z, weight / weight_sum)
+        if t in wanted:
+            # y after the step: the point the parameters hold in train mode
+            for name, w in (("y", x.lerp(z, 1 - beta)), ("z", z), ("x", x)):
+                out[name].append(problem.excess(w).numpy())
+    return {"steps": record_at, **{k: np.array(v) for k, v in out.items()}}
+
+
+def schedule_free_digits(data, method: str, lr: float, *, seed: int, steps: int = 300, batch_size: int = 64,
+                 hidden: int = 32, warmup_steps: int = 0, weight_lr_power: float = 2.0) -> dict[str, float]:
+    """Train ``models.MLP((64, hidden, 10))`` (initialized by ``seed``) for ``steps`` minibatch steps.
+
+    ``method``: ``"adamw"`` (constant ``lr``), ``"adamw_cosine"`` (``lr`` times
+    ``schedules.cosine(steps)``) or ``"schedule_free"`` (:class:`~optlib.optim.schedule_free.ScheduleFreeAdamW` with
+    ``warmup_steps`` and ``weight_lr_power``). Minibatches are drawn with replacement by a
+    generator seeded with ``seed + 1000``. Returns the final full training loss and test accuracy
+    of the evaluated model (the average x for Schedule-Free), and for Schedule-Free also at y
+    (``train_loss_y``, ``test_acc_y``): the model one evaluates when ``eval()`` is forgotten.
+    """
+    import torch.nn.functional as F
+
+    from optlib import models, schedules
+    from optlib.optim.schedule_free import ScheduleFreeAdamW, averaged_model
+
+    if method not in DIGITS_METHODS:
+        raise ValueError(f"method must be one of {list(DIGITS_METHODS)}, got {method!r}")
+    gen = torch.Generator().manual_seed(seed)
+    model = models.MLP((data.X_train.shape[1], hidden, 10), generator=gen, dtype=data.X_train.dtype)
+    if method == "schedule_free":
+        opt = ScheduleFreeAdamW(model.parameters(), lr=lr, warmup_steps=warmup_steps,
+                                weight_lr_power=weight_lr_power)
+    else:
+        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = schedules.scheduler(opt, schedules.cosine(steps)) if method == "adamw_cosine" else None
+    batches = torch.Generator().manual_seed(seed + 1000)
+    n = len(data.X_train)
+    for _ in range(steps):
+        index = torch.randint(0, n, (batch_size,), generator=batches)
+        opt.zero_grad()
+        F.cross_entropy(model(data.X_train[index]), data.y_train[index]).backward()
+        opt.step()
+        if sched is not None:
+            sched.step()
+    result = {}
+    evaluated = averaged_model(model, opt) if method == "schedule_free" else model
+    result.update(_evaluate(evaluated, data, ""))
+    if method == "schedule_free":
+        result.update(_evaluate(model, data, "_y"))
+    return result
+
+
+@torch.no_grad()
+def _evaluate(model, data, suffix: str) -> dict[str, float]:
+    import torch.nn.functional as F
+
+    loss = F.cross_entropy(model(data.X_train), data.y_train).item()
+    acc = (model(data.X_test).argmax(1) == data.y_test).double().mean().item()
+    return {f"train_loss{suffix}": loss, f"test_acc{suffix}": acc}
