@@ -10,9 +10,9 @@ same lines into one loop per tensor that reads and writes each number once, as t
 The functions below are the updates of :mod:`optlib.optim.sgd` and :mod:`optlib.optim.adaptive`
 written once more for lists of tensors, with the quantities that change between steps (the
 learning rate, the bias corrections) passed as 0-dim tensors: a Python float would be traced into
-the graph as a constant, and a schedule would compile it again at every step. The arithmetic is the same up to the order of
-floating-point operations, so the iterates agree with the readable path to rounding (float64:
-1e-12 relative; float32: a few ulps per step). The first call of each update compiles it (a few
+the graph as a constant, and a schedule would compile it again at every step. The arithmetic is
+the same up to the order of floating-point operations, so the iterates agree with the readable
+path to rounding (float64: 1e-12 relative; float32: a few ulps per step). The first call of each update compiles it (a few
 seconds on a CPU); later calls with the same tensor shapes reuse the compiled code.
 
 The graph is traced with ``make_fx`` and handed to TorchInductor (``torch._inductor.compile``)
