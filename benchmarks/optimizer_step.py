@@ -39,7 +39,8 @@ import time
 
 import torch
 
-from optlib.step_cost import IMPLEMENTATIONS, NUMBERS_PER_PARAMETER, OPTIMIZERS, bandwidth, make_optimizer, mlp_parameters
+from optlib.step_cost import (IMPLEMENTATIONS, NUMBERS_PER_PARAMETER, OPTIMIZERS, bandwidth, block_seconds, make_optimizer,
+                              mlp_parameters)
 
 
 def parse_size(text: str) -> int:
@@ -49,21 +50,6 @@ def parse_size(text: str) -> int:
     if number <= 0:
         raise argparse.ArgumentTypeError(f"a size must be > 0, got {text!r}")
     return int(number * scale)
-
-
-def synchronize(device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def time_block(optimizer, steps: int, device) -> float:
-    """Seconds per step over ``steps`` consecutive steps."""
-    synchronize(device)
-    start = time.perf_counter()
-    for _ in range(steps):
-        optimizer.step()
-    synchronize(device)
-    return (time.perf_counter() - start) / steps
 
 
 def quantile(values, q: float) -> float:
@@ -89,7 +75,7 @@ def compare(name: str, n_params: int, device, dtype, repeats: int, steps_per_blo
     labels = list(optimizers)
     for block in range(repeats):
         for label in labels[block % len(labels):] + labels[:block % len(labels)]:
-            times[label].append(time_block(optimizers[label], steps_per_block, device))
+            times[label].append(block_seconds(optimizers[label], steps_per_block))
     reference = params["optlib"]
     diff = {label: max(((a - b).abs().max() / b.abs().max().clamp_min(1e-30)).item()
                        for a, b in zip(params[label], reference)) for label in params}

@@ -16,6 +16,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from optlib import tuning
 from optlib.optim import SGD, SOAP, Adam, Shampoo
 
 __all__ = ["METHODS", "MatrixProblem", "best_run", "first_below", "ill_conditioned", "matrix_losses",
@@ -102,7 +103,7 @@ def outcome(losses, target: float, below: int | None = None) -> str:
 
 def steps_to(losses, target: float) -> int | None:
     """The first step whose loss is <= ``target`` × the first loss, or None if none is."""
-    return next((t for t, v in enumerate(losses) if v <= target * losses[0]), None)
+    return first_below(losses, target * losses[0])
 
 
 #: Each method of the race: (factory ``(params, lr) -> Optimizer``, the learning rates it is tuned over).
@@ -175,7 +176,7 @@ def mlp_losses(make_optimizer: Callable, dataset, seed: int, steps: int, target:
 
 def first_below(losses, target: float) -> int | None:
     """The first step whose loss is <= ``target`` (an absolute target), or None."""
-    return next((t for t, v in enumerate(losses) if v <= target), None)
+    return tuning.steps_to_target(range(len(losses)), losses, target)
 
 
 def verdict(name_a: str, counts_a, name_b: str, counts_b, margin: float = 1.1) -> str:

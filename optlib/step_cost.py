@@ -28,7 +28,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
 
-__all__ = ["Traffic", "count_traffic", "update_traffic", "bandwidth", "floor_seconds", "seconds_per_step",
+__all__ = ["Traffic", "count_traffic", "update_traffic", "bandwidth", "floor_seconds", "seconds_per_step", "block_seconds",
            "mlp_parameters", "make_optimizer", "NUMBERS_PER_PARAMETER", "OPTIMIZERS", "IMPLEMENTATIONS"]
 
 #: Numbers per parameter that an update must read and write at least: SGD with momentum reads
@@ -189,17 +189,20 @@ def seconds_per_step(optimizer: torch.optim.Optimizer, steps: int = 10, blocks: 
     """
     if steps < 1 or blocks < 1:
         raise ValueError(f"steps and blocks must be >= 1, got steps={steps}, blocks={blocks}")
+    times = sorted(block_seconds(optimizer, steps) for _ in range(blocks))
+    return times[len(times) // 2]
+
+
+def block_seconds(optimizer: torch.optim.Optimizer, steps: int) -> float:
+    """Seconds per ``optimizer.step()`` over ``steps`` consecutive steps (CUDA synchronized around them)."""
     params = [p for group in optimizer.param_groups for p in group["params"]]
     device = params[0].device if params else torch.device("cpu")
-    times = []
-    for _ in range(blocks):
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(steps):
-            optimizer.step()
-        _synchronize(device)
-        times.append((time.perf_counter() - start) / steps)
-    return sorted(times)[len(times) // 2]
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(steps):
+        optimizer.step()
+    _synchronize(device)
+    return (time.perf_counter() - start) / steps
 
 
 def mlp_parameters(n_params: int, *, layers: int = 4, dtype=torch.float32, device="cpu", seed: int = 0) -> list:
